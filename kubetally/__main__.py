@@ -1,0 +1,3 @@
+from kubetally.cli import main
+
+raise SystemExit(main())
