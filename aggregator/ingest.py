@@ -37,6 +37,8 @@ from aggregator.textparse import Scrape
 
 __all__ = ["Ingest", "TargetScrape"]
 
+_REBUILD_FACTOR = 4
+
 
 @dataclass(frozen=True, slots=True)
 class TargetScrape:
@@ -70,8 +72,15 @@ class Ingest:
     def frame(self, start: int, end: int, scrapes: Iterable[TargetScrape],
               failed: Mapping[str, str] | None = None) -> IntervalFrame:
         """The interval [start, end) from every target that answered."""
+        scrapes = list(scrapes)
         parts = [self.state(s.target).ingest(s.scrape, s.time) for s in scrapes]
         parts = [p for p in parts if p is not None]
+        for s in scrapes:
+            # Series tables never forget (indices must stay stable), so pod churn grows
+            # them; a table far larger than what its target serves starts afresh (that
+            # target's counters then need one interval to give rates again).
+            if len(self._targets[s.target].table) > _REBUILD_FACTOR * len(s.scrape) + 10_000:
+                del self._targets[s.target]
         nodes = _nodes(parts, self.cluster)
         offsets = np.cumsum([0, *(len(p.c_node) for p in parts)])
         d_offsets = np.cumsum([0, *(len(p.d_uuid) for p in parts)])
