@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from exporter import contract as c
 from exporter.cgroup_names import container_of_pid
-from exporter.cgroups import CgroupReader
+from exporter.cgroups import CgroupReader, ContainerCgroup
 from exporter.errors import CgroupError, CgroupGone
 from exporter.exposition import Family, label_pairs
 from exporter.gpu import GPUProcess, GPUReader
@@ -74,18 +75,35 @@ class CgroupCollector:
     """CPU and memory usage of every container of a known pod, read from cgroups."""
 
     def __init__(self, reader: CgroupReader, index: PodIndex, identities: Identities,
-                 stats: CollectorStats) -> None:
+                 stats: CollectorStats, rescan_seconds: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._reader, self._index, self._ids, self._stats = reader, index, identities, stats
+        self._rescan_seconds, self._clock = rescan_seconds, clock
+        self._scan: tuple[object, float, dict[tuple[str, str], ContainerCgroup]] | None = None
+
+    def _cgroups(self, snapshot: object) -> dict[tuple[str, str], ContainerCgroup]:
+        """The tree's container cgroups, walked again only when it may have changed.
+
+        Containers come and go only with a change of the pod cache (a new container ID
+        in a pod's status), so while the index snapshot is the same object the last
+        walk stands; a vanished cgroup or the periodic rescan (for containers the API
+        does not know about) walks again. Walking is a fifth of a scrape on a full node.
+        """
+        now = self._clock()
+        last = self._scan
+        if last is None or last[0] is not snapshot or now - last[1] >= self._rescan_seconds:
+            self._scan = (snapshot, now, self._reader.scan())
+        return self._scan[2]
 
     def collect(self) -> Iterator[Family]:
-        """Scan the cgroup tree, read each matched container, yield the usage families."""
+        """Read each matched container's cgroup, yield the usage families."""
         snapshot = self._index.current()
         families = {m: m.family() for m in (
             c.CONTAINER_CPU_USAGE, c.CONTAINER_CPU_PERIODS, c.CONTAINER_CPU_THROTTLED_PERIODS,
             c.CONTAINER_CPU_THROTTLED, c.CONTAINER_MEMORY_WORKING_SET, c.CONTAINER_MEMORY_RSS)}
         unmatched = 0
         try:
-            cgroups = self._reader.scan()
+            cgroups = self._cgroups(snapshot)
         except CgroupError as exc:
             self._stats.available["cgroup"] = False
             self._stats.error("cgroup")
@@ -101,6 +119,7 @@ class CgroupCollector:
             try:
                 usage = self._reader.read(cgroup)
             except CgroupGone:
+                self._scan = None  # the tree changed under us: walk it next time
                 continue
             self._stats.error("cgroup", usage.errors)
             labels = self._ids(*match)
