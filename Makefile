@@ -30,7 +30,7 @@ test: $(STAMP) tools lint
 
 bench: $(STAMP) tools
 	$(BIN)/python bench/exporter_bench.py --write docs/benchmarks.md
-	$(BIN)/python bench/parse_bench.py
+	$(BIN)/python bench/parse_bench.py --write docs/benchmarks.md
 
 bench-quick: $(STAMP) tools
 	$(BIN)/python bench/exporter_bench.py --quick

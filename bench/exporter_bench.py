@@ -123,6 +123,11 @@ def main() -> None:
         samples = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
         rows.append(f"| {name} | {med[name]:.2f} | {p90[name]:.2f} | {samples} "
                     f"| {len(sizes[name])} | {memory[name][0]:.1f} | {memory[name][1]:.1f} |")
+    per_sample = {}
+    for name in urls:
+        samples = sum(1 for line in sizes[name].decode().splitlines()
+                      if line and not line.startswith("#"))
+        per_sample[name] = med[name] * 1000 / samples
     ratio = med["kubetally exporter"] / med["node_exporter"]
     body = "\n".join([
         f"Node: {args.pods} pods, {containers} running containers (generated cgroup v2 tree, "
@@ -130,7 +135,9 @@ def main() -> None:
         f"Anchor: {ne_version}, default collectors.",
         "", *rows, "",
         f"**Scrape time ratio kubetally / node_exporter: {ratio:.2f}** (target ≤ 1.0); "
-        f"kubetally RSS {memory['kubetally exporter'][0]:.1f} MiB (target < 60 MB).",
+        f"kubetally RSS {memory['kubetally exporter'][0]:.1f} MiB (target < 60 MB). "
+        f"Per sample served: kubetally {per_sample['kubetally exporter']:.1f} µs, "
+        f"node_exporter {per_sample['node_exporter']:.1f} µs.",
         "", "Command: `make bench` (or `.venv/bin/python bench/exporter_bench.py "
         "--write docs/benchmarks.md`)."])
     print(body)

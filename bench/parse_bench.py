@@ -15,8 +15,6 @@ then timed several times in this process; the median is reported.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import statistics
 import sys
@@ -26,9 +24,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
+from report import write_section
 
 from aggregator.textparse import SeriesTable, parse
 from exporter import contract as c
@@ -165,22 +165,12 @@ def _median_seconds(cases: dict[str, tuple[Callable[[], object], int]], rounds: 
     return {label: statistics.median(t) for label, t in times.items()}
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass  # not Linux: fall back to what platform knows
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Measure and print the markdown table; returns the process exit status."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke test)")
     ap.add_argument("--containers", type=int, default=250)
+    ap.add_argument("--write", type=Path, help="update this markdown file's section")
     args = ap.parse_args(argv)
     rounds, warmup = (3, 1) if args.quick else (15, 2)
     payload = build_payload(args.containers)
@@ -203,16 +193,22 @@ def main(argv: list[str] | None = None) -> int:
         labels[2]: (lambda: parse(payload, warm), 10),
     }, rounds, warmup)
 
-    print(f"payload: {n} samples, {len(payload):,} bytes, {len(warm)} series, "
-          f"{args.containers} containers; median of {rounds} interleaved rounds")
-    print(f"machine: {platform.platform()}, {_cpu_model()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}, numpy {np.__version__}")
-    print()
-    print("| parser | samples/s | ms/scrape | vs prometheus_client |")
-    print("|---|---:|---:|---:|")
+    lines = [f"Payload: {n} samples, {len(payload):,} bytes, {len(warm)} series, "
+             f"{args.containers} containers; median of {rounds} interleaved rounds "
+             f"(numpy {np.__version__}).", "",
+             "| parser | samples/s | ms/scrape | vs prometheus_client |",
+             "|---|---:|---:|---:|"]
     for label in labels:
-        print(f"| {label} | {n / seconds[label]:,.0f} | {seconds[label] * 1e3:.2f} | "
-              f"{seconds[labels[0]] / seconds[label]:.1f}x |")
+        lines.append(f"| {label} | {n / seconds[label]:,.0f} | {seconds[label] * 1e3:.2f} | "
+                     f"{seconds[labels[0]] / seconds[label]:.1f}x |")
+    ratio = seconds[labels[0]] / seconds[labels[2]]
+    lines += ["", f"**Steady state: {ratio:.0f}x prometheus_client** (target >= 30x).", "",
+              "Command: `make bench` (or `.venv/bin/python bench/parse_bench.py "
+              "--write docs/benchmarks.md`)."]
+    body = "\n".join(lines)
+    print(body)
+    if args.write:
+        write_section(args.write, "parse", "## Parse: kubetally vs prometheus_client\n\n" + body)
     return 0
 
 
