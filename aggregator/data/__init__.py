@@ -1,0 +1,1 @@
+"""Data files bundled with the aggregator (see README.md here): the instance price table."""
