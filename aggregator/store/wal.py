@@ -1,0 +1,210 @@
+"""The write-ahead log of the open raw hour: append-only, framed, checksummed, fsync'd.
+
+One file per open hour (``wal/<hour>.wal``), one record per appended interval, so a
+record is the unit of durability: an interval is stored exactly when its record is
+complete. A file is an 8-byte magic followed by records framed as::
+
+    <u32 payload length> <u32 CRC-32 of payload> <payload>        (little-endian)
+
+and a payload is ``<u32 header length> <header JSON> <raw arrays>``: the header names the
+tables, their new series' columns (UTF-8 strings joined by NUL), the measure names, and
+the arrays follow as little-endian int32 series ids and float64 values. No pickle: a WAL
+is data, never code. Like Prometheus, the log defines each series once (the record where
+it first appears) and later records refer to it by id: for 10,000 containers the hour's
+first record takes 2.2 MB and each later one 1.2 MB (71 MB for a full hour).
+
+A crash may leave a torn last record; readers stop at the first frame whose length or
+CRC does not check out, and the writer truncates the file back to there on reopen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aggregator.store.backend import fsync_dir
+from aggregator.store.errors import CorruptStoreError
+from aggregator.store.layout import TABLES, validate_column_name
+
+__all__ = ["WalRecord", "WalTable", "WalWriter", "decode_record", "encode_record", "read_wal"]
+
+MAGIC = b"KTWAL01\n"
+_FRAME = struct.Struct("<II")
+_U32 = struct.Struct("<I")
+#: Larger frames are taken for garbage: a torn length field, not a real record.
+MAX_RECORD = 1 << 31
+
+
+@dataclass
+class WalTable:
+    """One table of one interval: series first defined here, then every row's values."""
+
+    first_new: int  # id of the first new series
+    new_series: dict[str, np.ndarray]  # column → object array of str (len = new count)
+    ids: np.ndarray  # int32 (n,): series id of each row
+    measures: dict[str, np.ndarray]  # float64 (n,)
+
+
+@dataclass
+class WalRecord:
+    """One interval ``[start, end)``, both tables."""
+
+    start: int
+    end: int
+    tables: dict[str, WalTable]
+
+
+def encode_record(record: WalRecord) -> bytes:
+    """The payload of ``record`` (without the frame)."""
+    header: dict[str, object] = {"v": 1, "start": int(record.start), "end": int(record.end)}
+    tables: dict[str, object] = {}
+    blobs: list[bytes] = []
+    for name, t in record.tables.items():
+        cols = []
+        for col, values in t.new_series.items():
+            data = "\x00".join(values).encode("utf-8")
+            cols.append([col, len(data)])
+            blobs.append(data)
+        blobs.append(np.ascontiguousarray(t.ids, dtype="<i4").tobytes())
+        names = list(t.measures)
+        blobs.extend(np.ascontiguousarray(t.measures[m], dtype="<f8").tobytes() for m in names)
+        new = len(next(iter(t.new_series.values()))) if t.new_series else 0
+        tables[name] = {"n": len(t.ids), "first_new": int(t.first_new), "new": new,
+                        "columns": cols, "measures": names}
+    header["tables"] = tables
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return b"".join([_U32.pack(len(head)), head, *blobs])
+
+
+def decode_record(payload: bytes) -> WalRecord:
+    """Inverse of :func:`encode_record`; CorruptStoreError when it does not follow it."""
+    try:
+        (hlen,) = _U32.unpack_from(payload, 0)
+        header = json.loads(payload[4:4 + hlen])
+        pos = 4 + hlen
+        tables: dict[str, WalTable] = {}
+        for name, t in header["tables"].items():
+            spec = TABLES[name]
+            n, new = int(t["n"]), int(t["new"])
+            cols: dict[str, np.ndarray] = {}
+            for col, nbytes in t["columns"]:
+                if not validate_column_name(name, col):
+                    raise ValueError(f"bad column {col!r}")
+                text = payload[pos:pos + nbytes].decode("utf-8")
+                pos += nbytes
+                values = np.array(text.split("\x00") if new else [], dtype=object)
+                if len(values) != new:
+                    raise ValueError(f"column {col!r} has {len(values)} values, not {new}")
+                cols[col] = values
+            ids = np.frombuffer(payload, "<i4", n, pos).astype(np.int64)
+            pos += 4 * n
+            measures = {}
+            for m in t["measures"]:
+                if m not in spec.measures:
+                    raise ValueError(f"unknown measure {m!r}")
+                measures[m] = np.frombuffer(payload, "<f8", n, pos).astype(np.float64)
+                pos += 8 * n
+            tables[name] = WalTable(int(t["first_new"]), cols, ids, measures)
+        if pos != len(payload):
+            raise ValueError(f"{len(payload) - pos} bytes left over")
+        return WalRecord(int(header["start"]), int(header["end"]), tables)
+    except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as exc:
+        raise CorruptStoreError(f"WAL record does not decode: {exc}") from None
+
+
+def read_wal(path: Path) -> tuple[list[WalRecord], int, int]:
+    """Every complete record of ``path``, the offset after the last one, and the file size.
+
+    Stops at the first torn or corrupt frame (a crash mid-append); what follows it was
+    never acknowledged. FileNotFoundError propagates: the hour was sealed meanwhile.
+    """
+    data = path.read_bytes()
+    if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
+        raise CorruptStoreError(f"{path}: not a kubetally WAL (bad magic)")
+    pos = len(MAGIC)
+    records = []
+    while pos + _FRAME.size <= len(data):
+        length, crc = _FRAME.unpack_from(data, pos)
+        body = pos + _FRAME.size
+        if length > MAX_RECORD or body + length > len(data):
+            break
+        payload = data[body:body + length]
+        if zlib.crc32(payload) != crc:
+            break
+        records.append(decode_record(payload))
+        pos = body + length
+    return records, pos, len(data)
+
+
+class WalWriter:
+    """Appends framed records to one WAL file, each made durable before ``append`` returns."""
+
+    def __init__(self, path: Path, end: int, fd: int) -> None:
+        self.path = path
+        self._end = end
+        self._fd = fd
+        self._dirty = False
+
+    @classmethod
+    def create(cls, path: Path) -> WalWriter:
+        """A new, empty WAL: written beside, fsync'd, renamed in, directory fsync'd."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".new")
+        with open(tmp, "wb") as f:
+            f.write(MAGIC)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+        return cls(path, len(MAGIC), os.open(path, os.O_RDWR))
+
+    @classmethod
+    def reopen(cls, path: Path, good_end: int) -> WalWriter:
+        """Continue an existing WAL after its last complete record, cutting a torn tail."""
+        fd = os.open(path, os.O_RDWR)
+        try:
+            if os.fstat(fd).st_size != good_end:
+                os.ftruncate(fd, good_end)
+                os.fsync(fd)
+        except OSError:
+            os.close(fd)
+            raise
+        return cls(path, good_end, fd)
+
+    def append(self, payload: bytes) -> None:
+        """Write one record and fsync it; on OSError the file is cut back to before it."""
+        if self._dirty:  # an earlier append failed half-way: drop its bytes first
+            os.ftruncate(self._fd, self._end)
+            self._dirty = False
+        frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+        try:
+            view = memoryview(frame)
+            pos = self._end
+            while view:
+                written = os.pwrite(self._fd, view, pos)
+                if written <= 0:
+                    raise OSError(28, "no space left on device (short write)")
+                view = view[written:]
+                pos += written
+            os.fdatasync(self._fd)
+        except OSError:
+            self._dirty = True
+            try:
+                os.ftruncate(self._fd, self._end)
+                self._dirty = False
+            except OSError:
+                pass  # retried before the next append; replay cuts it anyway
+            raise
+        self._end += len(frame)
+
+    def close(self) -> None:
+        """Close the file descriptor (the data is already durable)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
