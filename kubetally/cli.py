@@ -15,12 +15,13 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from exporter.config import SECTION as EXPORTER
-from exporter.config import ExporterConfig
-from exporter.errors import ExporterError
 from kubetally import config as layered
+
+if TYPE_CHECKING:  # each command imports its own part when it runs
+    from aggregator.config import AggregatorConfig
+    from exporter.config import ExporterConfig
 
 __all__ = ["main"]
 
@@ -76,31 +77,105 @@ def run_exporter(cfg: ExporterConfig) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def run_aggregator(cfg: AggregatorConfig, config_file: str | None,
+                   price_flags: dict[str, Any]) -> int:
+    """Scrape, cost and store every interval until SIGINT/SIGTERM."""
+    from aggregator.app import build_aggregator
+    from aggregator.pricebook import load_price_book
+
+    prices = load_price_book(cfg.prices_file or config_file or None, environ=os.environ,
+                             overrides=price_flags)
+    running = build_aggregator(cfg, prices)
+    loop = threading.Thread(target=running.aggregator.run, args=(cfg.interval,),
+                            name="aggregator", daemon=True)
+    loop.start()
+    log.info("aggregator: every %ds into %s; own metrics on :%d/metrics", cfg.interval,
+             cfg.store, cfg.port)
+    _wait_for_signal()
+    running.close()
+    loop.join(timeout=30)
+    return 0
+
+
+_COMMANDS = {
+    "exporter": "per-node exporter: cgroups, Kubernetes API, NVML",
+    "aggregator": "scrape exporters, price, cost and store in Zarr",
+}
+
+
+def _parser(command: str | None) -> argparse.ArgumentParser:
+    """The parser, with full options for ``command`` only.
+
+    Each command imports only its own part: the exporter, a DaemonSet on every node,
+    must not pay for numpy and the aggregator's modules it never uses.
+    """
     parser = argparse.ArgumentParser(prog="kubetally", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default=os.environ.get("KUBETALLY_LOG_LEVEL", "INFO"))
     sub = parser.add_subparsers(dest="command", required=True)
-    exp = sub.add_parser("exporter", help="per-node exporter: cgroups, Kubernetes API, NVML")
-    exp.add_argument("--config", help="YAML file with an 'exporter:' section")
-    layered.add_arguments(exp, ExporterConfig, EXPORTER)
+    for name, help_ in _COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_)
+        if name != command:
+            continue
+        if name == "exporter":
+            from exporter.config import SECTION, ExporterConfig
+
+            cmd.add_argument("--config", help="YAML file with an 'exporter:' section")
+            layered.add_arguments(cmd, ExporterConfig, SECTION)
+        elif name == "aggregator":
+            from aggregator.config import SECTION, AggregatorConfig
+            from aggregator.prices import SECTION as PRICES
+            from aggregator.prices import UnitPrices
+
+            cmd.add_argument("--config", help="YAML file with 'aggregator:' and 'prices:' sections")
+            layered.add_arguments(cmd, AggregatorConfig, SECTION)
+            layered.add_arguments(cmd, UnitPrices, PRICES)
     return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--log-level":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _dispatch(command: str, flags: dict[str, Any], config_file: str | None) -> int:
+    if command == "exporter":
+        from exporter.config import SECTION, ExporterConfig
+
+        cfg = layered.load(ExporterConfig, SECTION, file=config_file, environ=os.environ,
+                           overrides=flags)
+        return run_exporter(cfg)
+    from aggregator.config import SECTION, AggregatorConfig
+    from aggregator.prices import UnitPrices
+
+    price_fields = {f.name for f in dataclasses.fields(UnitPrices)}
+    agg = layered.load(AggregatorConfig, SECTION, file=config_file, environ=os.environ,
+                       overrides={k: v for k, v in flags.items() if k not in price_fields})
+    return run_aggregator(agg, config_file,
+                          {k: v for k, v in flags.items() if k in price_fields})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kubetally`` console command."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(_command(argv)).parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "config", "log_level")}
+    from aggregator.errors import AggregatorError  # light: no numpy
+    from exporter.errors import ExporterError
+
     try:
-        if args.command == "exporter":
-            cfg = layered.load(ExporterConfig, EXPORTER, file=args.config, environ=os.environ,
-                               overrides=flags)
-            return run_exporter(cfg)
-    except (ExporterError, layered.ConfigValueError, OSError) as exc:
+        return _dispatch(args.command, flags, args.config)
+    except (ExporterError, AggregatorError, layered.ConfigValueError, OSError) as exc:
         print(f"kubetally {args.command}: {exc}", file=sys.stderr)
         return 2
-    return 1
 
 
 if __name__ == "__main__":

@@ -58,8 +58,13 @@ def test_flags_left_unset_let_lower_layers_show():
     assert (cfg.port, cfg.gpu, cfg.host) == (1234, False, "127.0.0.1")
 
 
-def test_readme_documents_every_option():
+@pytest.mark.parametrize("section", ["exporter", "aggregator", "prices"])
+def test_readme_documents_every_option(section):
+    from aggregator.config import AggregatorConfig
+    from aggregator.prices import UnitPrices
+
+    cls = {"exporter": ExporterConfig, "aggregator": AggregatorConfig, "prices": UnitPrices}
     text = README.read_text()
-    for flag, env, _default, _help in layered.table_rows(ExporterConfig, SECTION):
+    for flag, env, _default, _help in layered.table_rows(cls[section], section):
         assert f"`{flag}`" in text, flag
         assert env.split(" / ")[0] in text, env
