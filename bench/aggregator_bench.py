@@ -82,7 +82,7 @@ def main() -> None:
     timings: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as store_dir:
         store = Store(store_dir)
-        t_start = 1_764_000_000
+        t_start = 1_764_000_000 + 1800  # mid-hour: the measured append does not seal
         for k, bodies in enumerate(rounds):
             c0, w0 = time.process_time(), time.perf_counter()
             scrapes = [TargetScrape(f"t{i}", parse(b, ingest.state(f"t{i}").table),

@@ -25,7 +25,7 @@ from aggregator.store.wal import WalRecord, WalTable
 
 __all__ = ["Head"]
 
-Clean = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]
+Clean = tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]
 
 
 class _TableSeries:
@@ -37,11 +37,9 @@ class _TableSeries:
         self.chunks: list[dict[str, np.ndarray]] = []  # in id order
         self.count = 0
 
-    def lookup(self, identity: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(ids with -1 for unseen series, keys) of a block's rows."""
-        keys = series_keys(self.table, identity)
-        ids = np.fromiter(map(self.index.get, keys, repeat(-1)), np.int64, len(keys))
-        return ids, keys
+    def ids_of(self, keys: np.ndarray) -> np.ndarray:
+        """Ids of a block's rows by their series keys, -1 for series not seen this hour."""
+        return np.fromiter(map(self.index.get, keys, repeat(-1)), np.int64, len(keys))
 
     def add(self, first: int, columns: dict[str, np.ndarray]) -> None:
         """Define series ``first…`` from their identity columns (from a WAL record)."""
@@ -96,9 +94,9 @@ class Head:
     def prepare(self, start: int, end: int, tables: Mapping[str, Clean]) -> WalRecord:
         """The WAL record of a validated interval; the head is not changed."""
         out = {}
-        for name, (identity, measures) in tables.items():
+        for name, (identity, measures, keys) in tables.items():
             series = self.series[name]
-            ids, _keys = series.lookup(identity)
+            ids = series.ids_of(keys)
             new = np.flatnonzero(ids < 0)
             ids[new] = series.count + np.arange(len(new))
             cols = {c: v[new] for c, v in identity.items()} if len(new) else {}
