@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -68,3 +69,41 @@ def test_help_lists_flags_with_their_environment_variables(argv, capsys):
     out = capsys.readouterr().out
     if argv[0] == "exporter":
         assert "--cgroup-root" in out and "KUBETALLY_EXPORTER_CGROUP_ROOT" in out
+
+
+def test_aggregator_command_scrapes_and_stores(tmp_path):
+    """``kubetally aggregator --targets ...`` against a simulated exporter, 1 s intervals."""
+    from aggregator.store import StoreReader
+    from exporter.app import build_exporter
+    from exporter.config import ExporterConfig
+    from exporter.kube import api_client_from
+    from exporter.simulate.node import SimulatedNode
+
+    with SimulatedNode(str(tmp_path / "node"), seed=4, pods=6, gpu=False) as sim:
+        exporter = build_exporter(
+            ExporterConfig(node_name=sim.node_name, cgroup_root=sim.cgroup_root,
+                           proc_root=sim.proc_root, host="127.0.0.1", port=0, gpu=False),
+            api_client_from(host=sim.api_url), None)
+        exporter.start()
+        store = tmp_path / "store"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kubetally", "aggregator", "--targets",
+             f"127.0.0.1:{exporter.server.port}", "--interval", "1", "--store", str(store),
+             "--port", "0", "--host", "127.0.0.1", "--cluster", "cli"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            total = 0.0
+            while time.monotonic() < deadline and total <= 0:
+                time.sleep(0.5)
+                if store.exists():
+                    now = int(time.time())
+                    q = StoreReader(str(store)).query(now - 3600, now + 1, 1, ["cluster"],
+                                                      table="nodes")
+                    total = float(np.nansum(q.values["cpu_cost"])) if len(q.keys["cluster"]) else 0
+        finally:
+            proc.terminate()
+            _out, err = proc.communicate(timeout=30)
+            exporter.stop()
+    assert proc.returncode == 0, err
+    assert total > 0, err
