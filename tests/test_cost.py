@@ -6,18 +6,17 @@ import math
 
 import numpy as np
 import pytest
+from framefakes import nodes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.cost import CostError, compute
 from aggregator.frame import (
     CONTAINER_IDENTITY,
-    NODE_IDENTITY,
     ContainerTable,
     DeviceTable,
     GPUUseTable,
     IntervalFrame,
-    NodeTable,
 )
 from aggregator.measures import CONTAINER_MEASURES, NODE_MEASURES
 from aggregator.pricebook import PriceBook, PriceSource
@@ -27,17 +26,6 @@ GiB = 2.0**30
 NAN = math.nan
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
 BOOK = PriceBook(UnitPrices(), PriceTable.load())
-
-
-def _nodes(rows: list[tuple[str, str, str, str, str, float, float, int]]) -> NodeTable:
-    """rows: (name, provider, region, instance_type, capacity_type, cores, GiB, gpus)."""
-    ident = {k: np.array([""] * len(rows), dtype=object) for k in NODE_IDENTITY}
-    for col, i in (("node", 0), ("provider", 1), ("region", 2), ("instance_type", 3),
-                   ("capacity_type", 4)):
-        ident[col] = np.array([r[i] for r in rows], dtype=object)
-    return NodeTable(identity=ident, cpu_cores=np.array([r[5] for r in rows], dtype=float),
-                     ram_bytes=np.array([r[6] * GiB for r in rows], dtype=float),
-                     gpus=np.array([r[7] for r in rows], dtype=float))
 
 
 def _containers(rows: list[tuple]) -> ContainerTable:
@@ -68,7 +56,7 @@ def _use(rows: list[tuple[int, int, float]]) -> GPUUseTable:
 
 def scenario(seconds: int) -> IntervalFrame:
     """The cluster of :func:`test_hand_computed` (see its docstring), over ``seconds``."""
-    nodes = _nodes([("node-a", "aws", "us-east-1", "m5.2xlarge", "on_demand", 8, 32, 0),
+    node_table = nodes(*[("node-a", "aws", "us-east-1", "m5.2xlarge", "on_demand", 8, 32, 0),
                     ("node-b", "aws", "us-east-1", "p4d.24xlarge", "spot", 96, 1152, 8)])
     containers = _containers([
         ("api", 0, 0.5, 2, 3, 4, 0, 0),            # under its request
@@ -82,7 +70,7 @@ def scenario(seconds: int) -> IntervalFrame:
     ])
     devices = _devices([(1, 1.0, False), (1, 1.0, True), (1, 3 / 7, False), (1, 1.0, True)])
     use = _use([(3, 0, 0.9), (4, 1, 0.6), (5, 1, 0.2), (6, 2, 0.5)])
-    return IntervalFrame(start=T0, end=T0 + seconds, nodes=nodes, containers=containers,
+    return IntervalFrame(start=T0, end=T0 + seconds, nodes=node_table, containers=containers,
                          devices=devices, gpu_use=use)
 
 
@@ -207,7 +195,7 @@ def test_mismatched_inputs_are_refused():
     frame = scenario(60)
     prices = BOOK.node_unit_prices(frame.nodes)
     with pytest.raises(CostError, match="prices for 2 nodes"):
-        compute(IntervalFrame(T0, T0 + 60, _nodes([]), _containers([]), _devices([]),
+        compute(IntervalFrame(T0, T0 + 60, nodes(), _containers([]), _devices([]),
                               _use([])), prices)
     frame.containers.node[0] = 5
     with pytest.raises(CostError, match=r"container\.node"):
@@ -218,7 +206,7 @@ def test_mismatched_inputs_are_refused():
 
 
 def test_empty_frame():
-    frame = IntervalFrame(T0, T0 + 60, _nodes([]), _containers([]), _devices([]), _use([]))
+    frame = IntervalFrame(T0, T0 + 60, nodes(), _containers([]), _devices([]), _use([]))
     cost = compute(frame, BOOK.node_unit_prices(frame.nodes))
     assert all(len(v) == 0 for v in (*cost.containers.values(), *cost.nodes.values()))
 
@@ -230,7 +218,7 @@ TYPES = ("m5.2xlarge", "p4d.24xlarge", "g5.12xlarge", "unknown.type")
 @st.composite
 def frames(draw: st.DrawFn) -> IntervalFrame:
     m = draw(st.integers(1, 4))
-    nodes = _nodes([(f"n{i}", "aws", draw(st.sampled_from(("us-east-1", "ap-south-1"))),
+    node_table = nodes(*[(f"n{i}", "aws", draw(st.sampled_from(("us-east-1", "ap-south-1"))),
                      draw(st.sampled_from(TYPES)),
                      draw(st.sampled_from(("spot", "on_demand"))), draw(st.floats(1, 128)),
                      draw(st.floats(1, 1024)), draw(st.integers(0, 8))) for i in range(m)])
@@ -245,7 +233,7 @@ def frames(draw: st.DrawFn) -> IntervalFrame:
         for d in draw(st.lists(st.sampled_from(mine), unique=True)) if mine else ():
             use.append((j, d, draw(st.one_of(st.floats(0, 1), st.just(NAN)))))
     seconds = draw(st.sampled_from((60, 300, 3600)))
-    return IntervalFrame(T0, T0 + seconds, nodes, _containers(rows), _devices(devices),
+    return IntervalFrame(T0, T0 + seconds, node_table, _containers(rows), _devices(devices),
                          _use(use))
 
 

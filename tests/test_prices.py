@@ -7,8 +7,8 @@ import statistics
 
 import numpy as np
 import pytest
+from framefakes import nodes
 
-from aggregator.frame import NODE_IDENTITY, NodeTable
 from aggregator.pricebook import NodeOverride, PriceBook, PriceSource, load_price_book
 from aggregator.prices import BUNDLED_TABLE, COLUMNS, PriceError, PriceTable, UnitPrices
 from kubetally import config as layered
@@ -27,17 +27,6 @@ DEMO = {  # (provider, region, type): (vcpu, GiB, gpus, gpu_model) as the provid
     ("azure", "eastus", "Standard_D8s_v5"): (8, 32, 0, ""),
     ("aws", "us-east-1", "p4d.24xlarge"): (96, 1152, 8, "NVIDIA-A100-SXM4-40GB"),
 }
-
-
-def nodes(*rows: tuple[str, str, str, str, str, float, float, int]) -> NodeTable:
-    """rows: (name, provider, region, instance_type, capacity_type, cores, GiB, gpus)."""
-    ident = {k: np.array([""] * len(rows), dtype=object) for k in NODE_IDENTITY}
-    for col, i in (("node", 0), ("provider", 1), ("region", 2), ("instance_type", 3),
-                   ("capacity_type", 4)):
-        ident[col] = np.array([r[i] for r in rows], dtype=object)
-    return NodeTable(identity=ident, cpu_cores=np.array([r[5] for r in rows], dtype=float),
-                     ram_bytes=np.array([r[6] * GiB for r in rows], dtype=float),
-                     gpus=np.array([r[7] for r in rows], dtype=float))
 
 
 def table(tmp_path, *lines: str, header: str = HEADER) -> PriceTable:
