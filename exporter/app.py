@@ -88,7 +88,7 @@ def build_exporter(config: ExporterConfig, api_client: k8s.ApiClient, nvml: Any 
                          resource="pods", watch_timeout_seconds=config.watch_timeout)
     nodes = ObjectWatcher(api.list_node, field_selector=f"metadata.name={node}",
                           resource="nodes", watch_timeout_seconds=config.watch_timeout)
-    owners = OwnerResolver(api, api)  # type: ignore[arg-type]  # same methods, see kubeapi
+    owners = OwnerResolver(api, api)
     stats = CollectorStats()
     index = PodIndex(pods, owners.resolve, on_error=lambda _msg: stats.error("kube"))
     gpu = GPUReader(nvml if config.gpu else None)

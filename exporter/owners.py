@@ -14,13 +14,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-import kubernetes.client as k8s
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-__all__ = ["OwnerResolver", "controller_ref"]
+__all__ = ["AppsReader", "BatchReader", "OwnerResolver", "controller_ref"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,18 @@ def controller_ref(refs: Sequence[Mapping[str, Any]] | None) -> Mapping[str, Any
     return next((r for r in refs if r.get("controller")), refs[0] if refs else None)
 
 
+class AppsReader(Protocol):
+    """Reads ReplicaSets: ``AppsV1Api`` or :class:`exporter.kubeapi.LeanKubeAPI`."""
+
+    def read_namespaced_replica_set(self, name: str, namespace: str, **kwargs: Any) -> Any: ...
+
+
+class BatchReader(Protocol):
+    """Reads Jobs: ``BatchV1Api`` or :class:`exporter.kubeapi.LeanKubeAPI`."""
+
+    def read_namespaced_job(self, name: str, namespace: str, **kwargs: Any) -> Any: ...
+
+
 class OwnerResolver:
     """Maps a pod's ownerReferences to (controller_kind, controller), with a TTL cache.
 
@@ -43,7 +54,7 @@ class OwnerResolver:
     Thread-safe: scrapes may resolve concurrently (a duplicate GET at worst).
     """
 
-    def __init__(self, apps: k8s.AppsV1Api, batch: k8s.BatchV1Api, ttl_seconds: float = 600,
+    def __init__(self, apps: AppsReader, batch: BatchReader, ttl_seconds: float = 600,
                  clock: Callable[[], float] = time.monotonic, *,
                  failure_ttl_seconds: float = 30.0, request_timeout: float = 5.0) -> None:
         self._readers: dict[str, Callable[..., Any]] = {
