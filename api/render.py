@@ -1,0 +1,46 @@
+"""Shaping numbers and responses: the one place NaN and infinities become ``null``.
+
+Flask's JSON encoder would write NaN as a bare ``NaN`` token, which is not JSON; every
+number therefore passes through :func:`number` on its way out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from flask import Response, jsonify
+
+from api.windows import rfc3339
+
+__all__ = ["csv_response", "number", "ok", "step_fields"]
+
+
+def number(x: float) -> float | None:
+    """``x`` as a JSON-safe float: None for NaN and ±inf."""
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+def step_fields(start: int, end: int) -> dict[str, Any]:
+    """The window fields OpenCost puts on every item."""
+    s, e = rfc3339(start), rfc3339(end)
+    return {"window": {"start": s, "end": e}, "start": s, "end": e,
+            "minutes": (end - start) / 60.0}
+
+
+def ok(data: Any) -> Response:
+    """OpenCost's envelope: ``{"code": 200, "data": ...}``."""
+    return jsonify({"code": 200, "data": data})
+
+
+def csv_response(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
+    """A CSV body; ``None`` cells are written empty."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(["" if v is None else v for v in row] for row in rows)
+    return Response(buf.getvalue(), mimetype="text/csv")
