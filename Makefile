@@ -20,7 +20,7 @@ tools:
 	  $(SUDO) apt-get install -y -qq --no-install-recommends prometheus prometheus-node-exporter; }
 
 demo: $(STAMP)
-	$(BIN)/kubetally exporter --simulate
+	$(BIN)/kubetally demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -100,6 +100,8 @@ def run_aggregator(cfg: AggregatorConfig, config_file: str | None,
 _COMMANDS = {
     "exporter": "per-node exporter: cgroups, Kubernetes API, NVML",
     "aggregator": "scrape exporters, price, cost and store in Zarr",
+    "api": "serve the REST API (OpenCost-compatible allocation) over the store",
+    "demo": "simulated cluster with days of cost history, then live (--once to stop)",
 }
 
 
@@ -129,6 +131,16 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
             cmd.add_argument("--config", help="YAML file with 'aggregator:' and 'prices:' sections")
             layered.add_arguments(cmd, AggregatorConfig, SECTION)
             layered.add_arguments(cmd, UnitPrices, PRICES)
+        elif name == "api":
+            from api.config import SECTION, ApiConfig
+
+            cmd.add_argument("--config", help="YAML file with an 'api:' section")
+            layered.add_arguments(cmd, ApiConfig, SECTION)
+        elif name == "demo":
+            from kubetally.demo import SECTION, DemoConfig
+
+            cmd.add_argument("--config", help="YAML file with a 'demo:' section")
+            layered.add_arguments(cmd, DemoConfig, SECTION)
     return parser
 
 
@@ -151,6 +163,17 @@ def _dispatch(command: str, flags: dict[str, Any], config_file: str | None) -> i
         cfg = layered.load(ExporterConfig, SECTION, file=config_file, environ=os.environ,
                            overrides=flags)
         return run_exporter(cfg)
+    if command == "api":
+        from api.config import SECTION, ApiConfig
+        from api.server import serve
+
+        return serve(layered.load(ApiConfig, SECTION, file=config_file, environ=os.environ,
+                                  overrides=flags))
+    if command == "demo":
+        from kubetally.demo import SECTION, DemoConfig, run_demo
+
+        return run_demo(layered.load(DemoConfig, SECTION, file=config_file, environ=os.environ,
+                                     overrides=flags))
     from aggregator.config import SECTION, AggregatorConfig
     from aggregator.prices import UnitPrices
 

@@ -58,12 +58,15 @@ def test_flags_left_unset_let_lower_layers_show():
     assert (cfg.port, cfg.gpu, cfg.host) == (1234, False, "127.0.0.1")
 
 
-@pytest.mark.parametrize("section", ["exporter", "aggregator", "prices"])
+@pytest.mark.parametrize("section", ["exporter", "aggregator", "prices", "api", "demo"])
 def test_readme_documents_every_option(section):
     from aggregator.config import AggregatorConfig
     from aggregator.prices import UnitPrices
+    from api.config import ApiConfig
+    from kubetally.demo import DemoConfig
 
-    cls = {"exporter": ExporterConfig, "aggregator": AggregatorConfig, "prices": UnitPrices}
+    cls = {"exporter": ExporterConfig, "aggregator": AggregatorConfig, "prices": UnitPrices,
+           "api": ApiConfig, "demo": DemoConfig}
     text = README.read_text()
     for flag, env, _default, _help in layered.table_rows(cls[section], section):
         assert f"`{flag}`" in text, flag
