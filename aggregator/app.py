@@ -6,6 +6,7 @@ already layered, so tests and the demo assemble the same thing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -68,7 +69,7 @@ class Running:
         self.aggregator.store.close()
 
 
-def build_aggregator(cfg: AggregatorConfig, prices: PriceBook, *,
+def build_aggregator(cfg: AggregatorConfig, prices: PriceBook | Callable[[], PriceBook], *,
                      serve_metrics: bool = True) -> Running:
     """Assemble sources, scraper, store and loop; optionally serve /metrics on cfg.port."""
     sources: list[TargetSource] = []

@@ -34,4 +34,6 @@ class AggregatorConfig:
     raw_retention_days: float = option(7, "days the raw tier is kept")
     hourly_retention_days: float = option(400, "days the hourly tier is kept")
     daily_retention_days: float = option(3650, "days the daily tier is kept")
-    prices_file: str = option("", "YAML file with unit prices and per-node overrides")
+    prices_file: str = option("", "YAML file with unit prices and per-node overrides, re-read "
+                                  "when it changes (empty: <store dir>/prices.yaml for a local "
+                                  "store once it exists, else the config file)")

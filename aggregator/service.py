@@ -48,9 +48,12 @@ class StepReport:
 class Aggregator:
     """The aggregator's loop around its parts, each passed in (seams for tests and demo)."""
 
-    def __init__(self, sources: TargetSource, scraper: Scraper, store: Store, prices: PriceBook,
-                 metrics: AggregatorMetrics, *, cluster: str = "default",
-                 source_name: str = "targets", clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, sources: TargetSource, scraper: Scraper, store: Store,
+                 prices: PriceBook | Callable[[], PriceBook], metrics: AggregatorMetrics, *,
+                 cluster: str = "default", source_name: str = "targets",
+                 clock: Callable[[], float] = time.time) -> None:
+        # A callable (e.g. PriceBookSource) is asked once per interval, so price changes
+        # apply from the next interval without a restart; a PriceBook is fixed.
         self.sources, self.scraper, self.store, self.prices = sources, scraper, store, prices
         self.metrics, self.source_name, self.clock = metrics, source_name, clock
         self.ingest = Ingest(cluster)
@@ -89,7 +92,8 @@ class Aggregator:
         self.ingest.forget(t.url for t in targets)
         frame = self.ingest.frame(start, end, scrapes, failed)
         t2 = time.perf_counter()
-        priced = cost.compute(frame, self.prices.node_unit_prices(frame.nodes))
+        book = self.prices if isinstance(self.prices, PriceBook) else self.prices()
+        priced = cost.compute(frame, book.node_unit_prices(frame.nodes))
         t3 = time.perf_counter()
         self.store.append(start, end, *blocks(frame, priced))
         self.store.maintain(int(self.clock() if at is None else at))

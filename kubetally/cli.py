@@ -81,10 +81,16 @@ def run_aggregator(cfg: AggregatorConfig, config_file: str | None,
                    price_flags: dict[str, Any]) -> int:
     """Scrape, cost and store every interval until SIGINT/SIGTERM."""
     from aggregator.app import build_aggregator
-    from aggregator.pricebook import load_price_book
+    from aggregator.pricebook import PriceBook, load_price_book
+    from aggregator.pricefile import PriceBookSource, default_prices_file
 
-    prices = load_price_book(cfg.prices_file or config_file or None, environ=os.environ,
-                             overrides=price_flags)
+    # The prices file (the API's PUT target) is re-read each interval when it changes;
+    # until it exists, the main config file's prices section applies.
+    file = cfg.prices_file or default_prices_file(cfg.store)
+    prices: PriceBook | PriceBookSource = (
+        PriceBookSource(file, fallback=config_file or None, environ=os.environ,
+                        overrides=price_flags) if file is not None else
+        load_price_book(config_file or None, environ=os.environ, overrides=price_flags))
     running = build_aggregator(cfg, prices)
     loop = threading.Thread(target=running.aggregator.run, args=(cfg.interval,),
                             name="aggregator", daemon=True)
