@@ -32,6 +32,14 @@ class ApiConfig:
         "env_aliases": (), "flag": ""})
     workers: int = option(2, "gunicorn worker processes")
     cluster: str = option("default", "cluster name reported for series stored without one")
+    prices_file: str = option("", "YAML file PUT /api/v1/prices writes and the aggregator "
+                                  "reloads (empty: <store dir>/prices.yaml for a local store)")
+    metrics_period: int = option(3600, "seconds of the period /metrics reports: the last "
+                                       "complete one, aligned to the epoch (an hour)")
+    metrics_controllers: int = option(200, "most controller series on /metrics: the top N "
+                                           "by cost, the rest summed per namespace into "
+                                           "controller=\"__other__\"")
+    metrics_cache_seconds: float = option(30.0, "seconds /metrics reuses its computed values")
 
     def bearer_token(self) -> str:
         """The token clients must present: ``token``, else ``token_file``'s first line."""

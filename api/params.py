@@ -8,6 +8,7 @@ tools that send OpenCost options we lack still work.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,9 +17,14 @@ from api.errors import BadParameter
 from api.filters import parse_filter
 from api.windows import parse_duration, parse_step, parse_window
 
-__all__ = ["ALLOCATION", "ASSETS", "ROUTES", "Param", "Route", "parse_args"]
+__all__ = ["ALLOCATION", "ASSETS", "NAME_PATTERN", "ROUTES", "USAGE", "Param", "Route",
+           "parse_args"]
 
-Kind = Literal["window", "duration", "step", "bool", "enum", "list", "filter"]
+Kind = Literal["window", "duration", "step", "bool", "enum", "list", "filter", "name"]
+#: A Kubernetes object name (DNS subdomain or label, or a controller kind like
+#: ``Deployment``): a ``name`` parameter must match it whole.
+NAME_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,251}[A-Za-z0-9])?$"
+_NAME = re.compile(NAME_PATTERN)
 _TRUE = ("1", "t", "true")
 _FALSE = ("0", "f", "false")
 
@@ -47,6 +53,9 @@ class Route:
     params: tuple[Param, ...]
     schema: str
     auth: bool = True
+    #: HTTP method, lower case; a route with a request body names its schema in ``body``.
+    method: str = "get"
+    body: str | None = None
 
 
 _WINDOW = Param("window", "window", "today, yesterday, week, lastweek, month, lastmonth, a "
@@ -76,15 +85,32 @@ ASSETS = (
     Param("filter", "filter", 'OpenCost filter on node fields, e.g. instanceType~:"m5"',
           example='node:"node-a"', table="nodes"),
 )
+USAGE = (
+    _WINDOW, _OFFSET, _STEP,
+    Param("namespace", "name", "the namespace to report; with pod= the pod's namespace, with "
+          "controller= an optional scope", example="default"),
+    Param("controller", "name", "the controller (Deployment, Job, … name) to report",
+          example="frontend"),
+    Param("controllerKind", "name", "with controller=: only controllers of this kind",
+          example="Deployment"),
+    Param("pod", "name", "the pod to report (needs namespace=)", example="frontend-1"),
+)
 ROUTES = (
     Route("/api/v1/allocation", "Cost and usage per item per step, OpenCost-compatible",
           ALLOCATION, "AllocationResponse"),
     Route("/api/v1/assets", "Cost, capacity and idle cost per node per step", ASSETS,
           "AssetsResponse"),
+    Route("/api/v1/usage", "Usage, requests and cost of one namespace, controller or pod "
+          "per step; null where the store holds no data", USAGE, "UsageResponse"),
+    Route("/api/v1/prices", "Unit prices in force and per-node overrides", (), "Prices"),
+    Route("/api/v1/prices", "Change unit prices and per-node overrides (needs a token)", (),
+          "Prices", method="put", body="PricesUpdate"),
     Route("/api/v1/openapi.json", "This document", (), "OpenApiDocument"),
     Route("/healthz", "Liveness: 200 while the process runs", (), "Status", auth=False),
     Route("/readyz", "Readiness: 200 when the store can be read, else 503", (), "Status",
           auth=False),
+    Route("/metrics", "Cost gauges of the last complete hour in Prometheus's text format "
+          "(OpenMetrics when asked, gzip when accepted)", (), "PrometheusText", auth=False),
 )
 
 
@@ -115,6 +141,8 @@ def _convert(param: Param, text: str) -> Any:
         return items
     if param.kind == "filter":
         return parse_filter(text, param.table)
+    if param.kind == "name" and not _NAME.fullmatch(text):
+        raise BadParameter(param.name, f"not a Kubernetes name: {text[:64]!r}")
     return text
 
 
