@@ -56,13 +56,14 @@ def start_api(store: str, host: str, port: int) -> DemoApi | None:
 
 
 def api_commands(port: int) -> str:
-    """Ready-to-paste queries of the API (OpenCost's allocation and assets)."""
+    """Ready-to-paste queries of the API: allocation by namespace, by label, with idle; assets."""
     base = f"localhost:{port}/api/v1"
+    pretty = " | python3 -m json.tool | head -40"
     return "\n".join([
-        f"  curl -s '{base}/allocation?window=7d&aggregate=namespace&accumulate=true'"
-        " | python3 -m json.tool | head -40",
+        f"  curl -s '{base}/allocation?window=7d&aggregate=namespace&accumulate=true'{pretty}",
+        f"  curl -s '{base}/allocation?window=7d&aggregate=label:team&accumulate=true'{pretty}",
         f"  curl -s '{base}/allocation?window=24h&aggregate=node&step=1h&includeIdle=true'"
-        " | python3 -m json.tool | head -40",
-        f"  curl -s '{base}/assets?window=today' | python3 -m json.tool | head -40",
+        f"{pretty}",
+        f"  curl -s '{base}/assets?window=7d&accumulate=true'{pretty}",
         f"  curl -s localhost:{port}/readyz",
     ])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
+import json
 import os
 import re
 import signal
@@ -178,13 +178,17 @@ def test_sigterm_during_the_live_phase_exits_zero(tmp_path):
                 break
         assert lines and lines[-1].startswith("ready:"), "".join(lines) + proc.stderr.read()
         text = "".join(lines)
-        api = re.search(r"'localhost:(\d+)/api/v1/(allocation\?window=7d[^']*)'", text)
-        if importlib.util.find_spec("api.app") is not None:
-            assert api, text
-            url = f"http://127.0.0.1:{api.group(1)}/api/v1/{api.group(2)}"
-            with urllib.request.urlopen(url, timeout=30) as resp:
-                assert resp.status == 200
-                assert "ml-inference" in resp.read().decode()  # the GPU node's namespace
+        # every API query the demo prints answers non-empty JSON
+        queries = re.findall(r"'localhost:(\d+)(/api/v1/[^']*)'", text)
+        assert {q[1].split("?")[0] for q in queries} == {"/api/v1/allocation",
+                                                         "/api/v1/assets"}, text
+        assert any("label:team" in q[1] for q in queries), text
+        for port, path in queries:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as resp:
+                body = json.loads(resp.read())
+            assert resp.status == 200 and body["data"] and any(body["data"]), path
+            if "aggregate=namespace" in path:
+                assert "ml-inference" in body["data"][0]  # the GPU node's namespace
         time.sleep(4.5)  # at least one live interval
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
