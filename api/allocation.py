@@ -4,7 +4,8 @@ Everything is read through :meth:`StoreReader.query`, which groups and sums the 
 series in numpy; this module only derives OpenCost's fields from those sums, again as
 whole ``(steps, groups)`` arrays, and loops over groups just to build the response.
 
-Derived fields, per item and step (``hours`` = the step's length, clipped to now):
+Derived fields, per item and step (``hours`` = the hours of the step, clipped to now, that
+the store has data for; ``minutes`` reports the same):
 
 * ``cpuCores`` = ``cpuCoreHours / hours``; ``cpuCoreRequestAverage`` and
   ``cpuCoreUsageAverage`` = request and usage core-hours / hours (summed over the
@@ -169,7 +170,10 @@ def allocate(reader: StoreReader, req: AllocationRequest) -> list[Step]:
     starts = res.edges[:-1]
     ends = np.minimum(res.edges[1:], max(req.now, w.start + 1))
     keep = starts < ends
-    hours = np.maximum(ends - starts, 1)[:, None] / 3600.0
+    # Averages are over the time the store has data for in each step (a 7-day window over
+    # a 2-day-old store averages over 2 days), as OpenCost averages over running time.
+    covered = np.minimum(np.nan_to_num(res.coverage[:len(starts)]), (ends - starts) / 60.0)
+    hours = np.maximum(covered, 1.0 / 60)[:, None] / 60.0
     raw = res.values
     present = ~(np.isnan(raw["minutes"]) & np.isnan(raw["cpu_cost"]) & np.isnan(raw["ram_cost"]))
     v = {m: np.nan_to_num(a) * present for m, a in raw.items()}
@@ -192,7 +196,7 @@ def allocate(reader: StoreReader, req: AllocationRequest) -> list[Step]:
     for s in np.flatnonzero(keep):
         items: dict[str, dict[str, Any]] = {}
         rows = {k: a[s].tolist() for k, a in fields.items()}
-        base = step_fields(int(starts[s]), int(ends[s]))
+        base = {**step_fields(int(starts[s]), int(ends[s])), "minutes": float(covered[s])}
         for g in np.flatnonzero(present[s]):
             items[names[g]] = {"name": names[g], "properties": props[g], **base,
                                **{k: number(rows[k][g]) for k in FIELDS}}

@@ -186,3 +186,15 @@ def test_open_hour_from_the_wal_is_included(tmp_path):
     app = create_app(ApiConfig(store=str(root)), clock=lambda: NOW)
     data = get(app.test_client(), aggregate="namespace", step="1h")["data"]
     assert data[1]["web"]["totalCost"] == pytest.approx(4.6)
+
+
+def test_window_longer_than_the_data_averages_over_the_data(client):
+    """A 4-hour window over the 2 hours of data (22:00–02:00): web still has 8 charged
+    core-hours and $8, but averages are over the 2 hours with data, not 4: 4 cores;
+    minutes 120, not 240 (OpenCost averages over running time)."""
+    body = get(client, window=f"{T0 - 2 * H},{T0 + 2 * H}", aggregate="namespace",
+               accumulate="true")
+    web = body["data"][0]["web"]
+    assert web["cpuCoreHours"] == 8 and web["cpuCost"] == 8
+    assert web["minutes"] == 120 and web["cpuCores"] == 4
+    assert web["cpuCoreRequestAverage"] == 3 and web["ramBytes"] == 6 * GIB
