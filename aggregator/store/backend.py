@@ -92,6 +92,13 @@ class Backend(ABC):
     def still_there(self, location: str) -> bool:
         """True while a partition is committed (checked after reading it: see reader)."""
 
+    def fingerprint(self, location: str) -> str | None:
+        """A name for the partition committed at ``location`` that no later commit there
+        shares (a reader's cache keys on it, since a location can be deleted by retention
+        and written again); None when the backend cannot tell, which disables caching.
+        FileNotFoundError when no partition is there."""
+        return None
+
 
 def _check_key(key: str) -> None:
     """Object keys come from zarr, but a key must never climb out of its partition."""
@@ -192,6 +199,12 @@ class LocalBackend(Backend):
     def still_there(self, location: str) -> bool:
         return os.path.isdir(location)
 
+    def fingerprint(self, location: str) -> str | None:
+        # A commit renames a fresh folder into place: a new inode, with the mtime of its
+        # last file, so a partition written again at the same path gets a new name.
+        st = os.stat(location)
+        return f"{location}@{st.st_ino}:{st.st_mtime_ns}"
+
 
 def _mkdirs(folder: Path) -> None:
     """Create ``folder`` and its parents, fsyncing each new entry into its parent."""
@@ -274,6 +287,11 @@ class FsspecBackend(Backend):
 
     def still_there(self, location: str) -> bool:
         return bool(self.fs.exists(location + COMMITTED_SUFFIX))
+
+    def fingerprint(self, location: str) -> str | None:
+        # Each commit writes under a fresh ``<period>.<token>`` prefix: the location is
+        # already unique to it.
+        return location
 
 
 def open_backend(url: str | os.PathLike[str],

@@ -41,6 +41,7 @@ from zarr.abc.store import Store as ZarrStore
 
 from aggregator.measures import ROLLUP
 from aggregator.store.backend import open_backend
+from aggregator.store.cache import PartitionCache
 from aggregator.store.errors import QueryError, StoreError, StoreIOError
 from aggregator.store.head import Head
 from aggregator.store.layout import (
@@ -54,7 +55,7 @@ from aggregator.store.layout import (
 )
 from aggregator.store.model import join_columns
 from aggregator.store.reduce import Groups, merge_into, reduce_axis
-from aggregator.store.stored import MemoryTable, StoredTable, open_partitions
+from aggregator.store.stored import LazyColumns, MemoryTable, StoredTable, open_partitions
 from aggregator.store.wal import read_wal
 
 __all__ = ["PartitionInfo", "QueryResult", "StoreReader", "Where"]
@@ -107,15 +108,43 @@ class _Partial:
     values: dict[str, np.ndarray]
 
 
+@dataclass(frozen=True)
+class _Grouped:
+    """A partition's series grouped by some columns (no filter): what a cache keeps."""
+
+    keys: np.ndarray
+    key_columns: dict[str, np.ndarray]
+    by_series: Groups
+
+
+@dataclass(frozen=True)
+class _Meta:
+    """A sealed table's row times and series count: enough to plan without opening it."""
+
+    time: np.ndarray
+    seconds: np.ndarray
+    n_series: int
+
+
 class StoreReader:
-    """Read-only access to every shard of a store. Cheap to create; holds no state."""
+    """Read-only access to every shard of a store. Cheap to create.
+
+    With ``cache_bytes`` > 0 it keeps, in a bounded LRU, what queries derive from sealed
+    partitions (row times, series grouped by the query's columns, rows summed per step
+    for each series and measure), keyed by the backend's fingerprint of each partition:
+    sealed partitions are immutable, so a repeated query (the API's dashboards) skips
+    opening, decoding and summing them, and gets the same result as without a cache.
+    """
 
     def __init__(self, url: str | os.PathLike[str], *,
                  wal_dir: str | os.PathLike[str] | None = None,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None,
+                 cache_bytes: int = 0) -> None:
         self._backend = open_backend(url, storage_options)
         root = Path(wal_dir) if wal_dir is not None else self._backend.local_root
         self._wal_root = root
+        self.cache: PartitionCache | None = PartitionCache(cache_bytes) if cache_bytes > 0 \
+            else None
 
     # ---- listing ----------------------------------------------------------------------
 
@@ -228,16 +257,27 @@ class StoreReader:
         partials: list[_Partial] = []
         plan = self._plan(start, end, step)
         locations = [s for _, _, _, s in plan if isinstance(s, str)]
+        prints: dict[str, str | None] = {}
         try:
-            opened = dict(zip(locations, open_partitions(self._backend, locations), strict=True))
+            if self.cache is not None:
+                prints = {loc: self._backend.fingerprint(loc) for loc in locations}
+            # open at once (one trip) what the cache cannot answer without opening
+            cold = [loc for loc in locations if prints.get(loc) is None
+                    or self.cache is None or self.cache.get((prints[loc], table, "meta")) is None]
+            opened = dict(zip(cold, open_partitions(self._backend, cold), strict=True))
         except FileNotFoundError as exc:
             raise _Vanished(str(exc)) from exc
         for shard, _tier, _period, source in plan:
             if isinstance(source, Head):
-                src: StoredTable | MemoryTable = MemoryTable(table, source.table(table))
+                src: _Source = MemoryTable(table, source.table(table))
             else:
                 assert isinstance(source, str)
-                src = opened[source].table(table)
+                fp = prints.get(source)
+                if fp is None or self.cache is None:
+                    src = opened[source].table(table)
+                else:
+                    src = _CachedTable(self._backend, self.cache, source, fp, table,
+                                       opened.get(source))
             cov = coverage.setdefault(shard, np.zeros(n_steps, dtype=np.int64))
             part = _read_source(src, start, end, step, group_by, where, names, cov)
             if isinstance(source, str) and not self._backend.still_there(source):
@@ -295,17 +335,69 @@ def _take(tier: Tier, period: str, start: int, end: int,
     return True
 
 
-def _read_source(src: StoredTable | MemoryTable, start: int, end: int, step: int,
-                 group_by: tuple[str, ...], where: Where | None, names: list[str],
-                 coverage: np.ndarray) -> _Partial | None:
-    """Fold one partition (or the open hour) into per-step, per-local-group values."""
-    r0, r1 = np.searchsorted(src.time, [start, end], side="left")
-    if r0 == r1:
-        return None
-    step_codes = (src.time[r0:r1] - start) // step
-    np.add.at(coverage, step_codes, src.seconds[r0:r1])
-    if not src.n_series:
-        return None
+class _CachedTable:
+    """A sealed table seen through the reader's cache; opens the partition only when the
+    cache lacks something (``opened`` when the query already opened it)."""
+
+    def __init__(self, backend: Any, cache: PartitionCache, location: str, fp: str,
+                 table: str, opened: Any | None) -> None:
+        self._backend, self._cache, self._location = backend, cache, location
+        self._key: tuple[str, str] = (fp, table)
+        self._name = table
+        self._table: StoredTable | None = opened.table(table) if opened is not None else None
+        meta = cache.get((*self._key, "meta"))
+        if meta is None:
+            t = self.table
+            meta = _Meta(t.time.copy(), t.seconds.copy(), t.n_series)
+            cache.put((*self._key, "meta"), meta)
+        self.time, self.seconds, self.n_series = meta.time, meta.seconds, meta.n_series
+
+    @property
+    def table(self) -> StoredTable:
+        """The stored table, opening the partition on first need."""
+        if self._table is None:
+            try:
+                part = open_partitions(self._backend, [self._location])[0]
+            except FileNotFoundError as exc:
+                raise _Vanished(str(exc)) from exc
+            self._table = part.table(self._name)
+        return self._table
+
+    @property
+    def columns(self) -> LazyColumns:
+        """The table's series columns (for a filter; not cached)."""
+        return self.table.columns
+
+    def grouped(self, group_by: tuple[str, ...]) -> _Grouped:
+        """All series grouped by ``group_by``, cached."""
+        key = (*self._key, "groups", group_by)
+        found = self._cache.get(key)
+        if found is None:
+            found = _group(self.table, group_by, None)
+            assert found is not None  # no filter: every series is selected
+            self._cache.put(key, found)
+        return found
+
+    def per_step(self, names: list[str], rows: slice, by_step: Groups) -> dict[str,
+                                                                              np.ndarray]:
+        """Each measure's rows reduced per step, per series; cached per row grouping."""
+        shape = (rows.start, rows.stop, by_step.starts.tobytes())
+        keys = {m: (*self._key, "steps", m, *shape) for m in names}
+        out = {m: self._cache.get(k) for m, k in keys.items()}
+        missing = [m for m, v in out.items() if v is None]
+        if missing:
+            for m, v in _per_step(self.table, missing, rows, by_step).items():
+                self._cache.put(keys[m], v)
+                out[m] = v
+        return out  # type: ignore[return-value]
+
+
+_Source = StoredTable | MemoryTable | _CachedTable
+
+
+def _group(src: StoredTable | MemoryTable, group_by: tuple[str, ...],
+           where: Where | None) -> _Grouped | None:
+    """The selected series' groups by ``group_by``; None when the filter selects none."""
     src.columns.prefetch(group_by)
     if where is None:
         selected = np.arange(src.n_series)
@@ -322,13 +414,44 @@ def _read_source(src: StoredTable | MemoryTable, start: int, end: int, step: int
                                    return_index=True, return_inverse=True)
     series_codes = np.full(src.n_series, -1, dtype=np.int64)
     series_codes[selected] = codes
-    by_series, by_step = Groups.of(series_codes), Groups.of(step_codes)
-    values = {}
-    for m, block in src.read_many(names, slice(r0, r1)).items():
-        # rows first: they are sorted already and usually shrink most (24 hours → 1 day)
-        per_step = reduce_axis(block, by_step, ROLLUP[m], axis=0)
-        values[m] = reduce_axis(per_step, by_series, ROLLUP[m], axis=1)
-    return _Partial(by_step.codes, keys, {c: v[first] for c, v in cols.items()}, values)
+    return _Grouped(keys, {c: v[first] for c, v in cols.items()}, Groups.of(series_codes))
+
+
+def _per_step(src: StoredTable | MemoryTable, names: list[str], rows: slice,
+              by_step: Groups) -> dict[str, np.ndarray]:
+    """``(steps, series)`` per measure: the rows reduced per step."""
+    # rows first: they are sorted already and usually shrink most (24 hours → 1 day)
+    return {m: reduce_axis(block, by_step, ROLLUP[m], axis=0)
+            for m, block in src.read_many(names, rows).items()}
+
+
+def _read_source(src: _Source, start: int, end: int, step: int,
+                 group_by: tuple[str, ...], where: Where | None, names: list[str],
+                 coverage: np.ndarray) -> _Partial | None:
+    """Fold one partition (or the open hour) into per-step, per-local-group values."""
+    r0, r1 = np.searchsorted(src.time, [start, end], side="left")
+    if r0 == r1:
+        return None
+    step_codes = (src.time[r0:r1] - start) // step
+    np.add.at(coverage, step_codes, src.seconds[r0:r1])
+    if not src.n_series:
+        return None
+    by_step = Groups.of(step_codes)
+    rows = slice(int(r0), int(r1))
+    if isinstance(src, _CachedTable):
+        grouped = src.grouped(group_by) if where is None else _group(src.table, group_by,
+                                                                      where)
+        if grouped is None:
+            return None
+        per_step = src.per_step(names, rows, by_step)
+    else:
+        grouped = _group(src, group_by, where)
+        if grouped is None:
+            return None
+        per_step = _per_step(src, names, rows, by_step)
+    values = {m: reduce_axis(per_step[m], grouped.by_series, ROLLUP[m], axis=1)
+              for m in names}
+    return _Partial(by_step.codes, grouped.keys, grouped.key_columns, values)
 
 
 def _merge(partials: list[_Partial], n_steps: int, group_by: tuple[str, ...],
