@@ -23,6 +23,9 @@ Families (all gauges; ``resource`` is ``cpu``, ``ram`` or ``gpu``):
   namespace into ``controller_kind="__other__", controller="__other__"``
 * ``kubetally_namespace_efficiency_ratio{cluster,namespace,resource}`` — usage / request
   (absent where nothing was requested, as allocation's efficiency is null there)
+* ``kubetally_node_{cpu,ram,gpu}_unit_price_dollars{cluster,node,instance_type,capacity_type}``
+  — the unit prices charged (per core-, byte- and GPU-hour), derived as node cost over
+  capacity-hours; what the recording rules of ``rules/`` price usage with
 * ``kubetally_cost_period_end_timestamp_seconds`` and ``kubetally_cost_period_seconds`` —
   which period the values describe
 
@@ -131,8 +134,14 @@ class CostCollector(Collector):
     def _nodes(self, start: int, end: int, scale: float) -> Iterator[Metric]:
         cols = ("cluster", "node", "instance_type", "capacity_type")
         measures = [*(f"{r}_cost" for r in RESOURCES), *(f"{r}_idle_cost" for r in RESOURCES),
-                    "gpu_hours"]
+                    "gpu_hours", "cpu_core_hours", "ram_byte_hours"]
         res = self.reader.query(start, end, end - start, cols, "nodes", measures=measures)
+        prices = {r: GaugeMetricFamily(
+            f"kubetally_node_{r}_unit_price_dollars",
+            f"Unit price the aggregator charged on the node over the last complete period: "
+            f"dollars per {unit}-hour (0 where the node has none); inputs of rules/",
+            labels=list(cols)) for r, unit in (("cpu", "core"), ("ram", "byte"),
+                                              ("gpu", "GPU"))}
         cost = GaugeMetricFamily(
             "kubetally_node_hourly_cost_dollars",
             "Node cost per hour over the last complete period, by resource",
@@ -155,6 +164,12 @@ class CostCollector(Collector):
             key = (clusters[g], nodes[g])
             for r in RESOURCES:
                 cost.add_metric([*key, types[g], capacity[g], r], v[f"{r}_cost"][g] * scale)
+            # cost = capacity-hours × unit price, so the price is their ratio
+            for r, hours in (("cpu", "cpu_core_hours"), ("ram", "ram_byte_hours"),
+                             ("gpu", "gpu_hours")):
+                amount = v[hours][g]
+                price = v[f"{r}_cost"][g] / amount if amount > 0 else 0.0
+                prices[r].add_metric([*key, types[g], capacity[g]], price)
             own = np.array([v[f"{r}_idle_cost"][g] for r in RESOURCES])
             idle_sum[key] = idle_sum.get(key, 0.0) + own  # a node re-typed within the period
             if v["gpu_hours"][g] > 0:
@@ -164,7 +179,7 @@ class CostCollector(Collector):
                 idle.add_metric([*key, r], amount * scale)
         for key, amount in gpu_sum.items():
             gpu.add_metric(list(key), amount * scale)
-        yield from (cost, idle, gpu)
+        yield from (cost, idle, gpu, *prices.values())
 
     def _namespaces(self, start: int, end: int, scale: float) -> Iterator[Metric]:
         measures = [*(f"{r}_cost" for r in RESOURCES), "minutes",
