@@ -211,9 +211,11 @@ def test_objects_parse_into_kubernetes_models(rendered: dict, name: str) -> None
 
 def test_default_kinds(rendered: dict) -> None:
     kinds = sorted(o["kind"] for o in rendered["default"])
+    boards = len(list((CHART / "files" / "dashboards").glob("*.json")))
+    assert boards >= 4  # the shipped dashboards, one ConfigMap each
     assert kinds == sorted(["ServiceAccount", "ServiceAccount", "ClusterRole",
                             "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Service",
-                            "Service", "DaemonSet", "StatefulSet"])
+                            "Service", "DaemonSet", "StatefulSet", *["ConfigMap"] * boards])
     for obj in rendered["default"]:
         if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["kind"]
@@ -473,8 +475,9 @@ def test_dashboards_configmaps(helm: str, tmp_path: Path) -> None:
     board = {"title": "kubetally cost", "panels": []}
     (chart / "files" / "dashboards" / "Cost_Overview.json").write_text(json.dumps(board))
     objs = render(helm, {}, tmp_path, chart)
-    cm = one(objs, "ConfigMap")
-    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    maps = kind_of(objs, "ConfigMap")
+    assert all(m["metadata"]["labels"]["grafana_dashboard"] == "1" for m in maps)
+    cm = next(m for m in maps if "Cost_Overview.json" in m["data"])
     assert cm["metadata"]["name"] == f"{RELEASE}-kubetally-dashboard-cost-overview"
     assert json.loads(cm["data"]["Cost_Overview.json"]) == board
     off = render(helm, {"grafana": {"dashboards": {"enabled": False}}}, tmp_path, chart)
