@@ -9,16 +9,15 @@ document and the handlers cannot drift apart unnoticed. Runs on the hand-made st
 from __future__ import annotations
 
 import pytest
+import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
 from test_api_store import NOW, api_store, build_store  # noqa: F401
 
 from api import ApiConfig, create_app
 from api.params import ROUTES
-
-schemathesis = pytest.importorskip("schemathesis")
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.specs.openapi.checks import response_schema_conformance  # noqa: E402
 
 
 @pytest.fixture(scope="module")

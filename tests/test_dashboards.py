@@ -19,28 +19,20 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
-import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
+from livestack import fetch_json, live_pipeline, promql, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = ROOT / "charts" / "kubetally" / "files" / "dashboards"
 RULES = ROOT / "rules" / "kubetally.rules.yml"
-PROMETHEUS = "/usr/bin/prometheus"
-PERIOD = 4  # seconds the API's /metrics reports instead of an hour
-INTERVAL = 1  # the aggregator's (and the store's) step
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 EXPECTED = {"kubetally-cluster-overview", "kubetally-workloads", "kubetally-gpu",
             "kubetally-nodes"}
@@ -48,8 +40,6 @@ EXPECTED = {"kubetally-cluster-overview", "kubetally-workloads", "kubetally-gpu"
 BUILTINS = {"$__rate_interval": "1m", "${__rate_interval}": "1m", "$__interval": "15s",
             "${__interval}": "15s", "$__range": "5m", "${__range}": "5m"}
 
-needs_prometheus = pytest.mark.skipif(shutil.which(PROMETHEUS) is None,
-                                      reason="prometheus not installed")
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -160,104 +150,14 @@ def test_template_variables(name):
 
 
 # --- live checks -----------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return json.load(r)
-    except urllib.error.HTTPError as e:  # 400/422: the error body is JSON too
-        return json.load(e)
-
-
 def _query(base: str, query: str) -> dict[str, Any]:
-    return _get(f"{base}/api/v1/query?{urllib.parse.urlencode({'query': query})}")
+    return promql(base, query)
 
 
 def _result(base: str, query: str) -> list[dict[str, Any]]:
     body = _query(base, query)
     assert body["status"] == "success", (query, body)
     return body["data"]["result"]
-
-
-def _wait_until(deadline: float, what: str, check: Any) -> Any:
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
-
-
-@contextmanager
-def running_pipeline(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Exporters, aggregator, API and Prometheus with the rules; Prometheus always killed."""
-    from aggregator.app import build_aggregator
-    from aggregator.config import AggregatorConfig
-    from aggregator.pricebook import load_price_book
-    from api import ApiConfig, create_app
-    from exporter.app import build_exporter
-    from exporter.config import ExporterConfig
-    from exporter.kube import api_client_from
-    from exporter.simulate.node import SimulatedNode
-
-    with ExitStack() as stack:
-        exporters = []
-        for seed, gpu in ((31, False), (32, True)):
-            sim = stack.enter_context(SimulatedNode(str(tmp_path / f"node{seed}"), seed=seed,
-                                                    pods=6, gpu=gpu))
-            sim.run_in_background(0.25)
-            exporter = build_exporter(
-                ExporterConfig(node_name=sim.node_name, cgroup_root=sim.cgroup_root,
-                               proc_root=sim.proc_root, host="127.0.0.1", port=0),
-                api_client_from(host=sim.api_url), sim.nvml)
-            exporter.start()
-            stack.callback(exporter.stop)
-            assert exporter.pods.wait_synced(20) and exporter.nodes.wait_synced(20)
-            exporters.append(f"127.0.0.1:{exporter.server.port}")
-        store = tmp_path / "store"
-        running = build_aggregator(
-            AggregatorConfig(targets=tuple(exporters), store=str(store), timeout=0.8,
-                             interval=INTERVAL, cluster="e2e"),
-            load_price_book(None, environ={}), serve_metrics=False)
-        stack.callback(running.close)
-        loop = threading.Thread(target=running.aggregator.run, args=(INTERVAL,), daemon=True)
-        loop.start()
-        stack.callback(lambda: loop.join(10))
-
-        app = create_app(ApiConfig(store=str(store), metrics_period=PERIOD,
-                                   metrics_cache_seconds=0.5))
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        stack.callback(server.shutdown)
-        api = f"127.0.0.1:{server.server_port}"
-
-        prom_port = _free_port()
-        config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s",
-                             "evaluation_interval": "1s"},
-                  "rule_files": [str(RULES)],
-                  "scrape_configs": [{"job_name": "exporters",
-                                      "static_configs": [{"targets": exporters}]},
-                                     {"job_name": "kubetally-api",
-                                      "static_configs": [{"targets": [api]}]}]}
-        (tmp_path / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
-        log_path = tmp_path / "prometheus.log"
-        log = stack.enter_context(log_path.open("w"))
-        prom = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}"],
-            stdout=log, stderr=subprocess.STDOUT)
-        try:
-            yield {"prometheus": f"http://127.0.0.1:{prom_port}", "process": prom,
-                   "log": log_path}
-        finally:
-            prom.kill()
-            prom.wait(10)
 
 
 #: Series that must exist before the panels are queried: rule outputs and API gauges.
@@ -273,7 +173,7 @@ READY = ("node:kubetally_idle_cost_dollars_per_hour:clamp_min",
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_pipeline(tmp_path_factory.mktemp("dashboards")) as p:
+    with live_pipeline(tmp_path_factory.mktemp("dashboards"), RULES) as p:
         base = p["prometheus"]
         deadline = time.monotonic() + 45
 
@@ -284,7 +184,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except OSError:
                 return False  # not listening yet
 
-        _wait_until(deadline, f"rules and API gauges to have data ({READY})", ready)
+        wait_until(deadline, f"rules and API gauges to have data ({READY})", ready)
         yield base
 
 
@@ -304,7 +204,7 @@ def _live_values(base: str) -> dict[str, str]:
 
 
 @pytest.mark.integration
-@needs_prometheus
+@pytest.mark.integration
 def test_every_panel_query_returns_data(prometheus):
     values = {"all": dict.fromkeys(("cluster", "namespace", "node", "controller",
                                     "controller_kind", "resource"), ".*"),
@@ -328,7 +228,7 @@ def test_every_panel_query_returns_data(prometheus):
 
 
 @pytest.mark.integration
-@needs_prometheus
+@pytest.mark.integration
 def test_template_variable_queries_have_values(prometheus):
     """``label_values(metric{...}, label)`` as Grafana runs it: /api/v1/series, all values."""
     for name, d in _dashboards().items():
@@ -340,7 +240,7 @@ def test_template_variable_queries_have_values(prometheus):
             assert m, f"{name}: ${var['name']}: {query}"
             selector = _substitute(m.group(1), dict.fromkeys(
                 ("cluster", "namespace", "node"), ".*"))
-            body = _get(f"{prometheus}/api/v1/series?"
+            body = fetch_json(f"{prometheus}/api/v1/series?"
                         f"{urllib.parse.urlencode({'match[]': selector})}")
             assert body["status"] == "success", (name, var["name"], body)
             labels = {s.get(m.group(2)) for s in body["data"]} - {None, ""}

@@ -20,7 +20,6 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from framefakes import GiB, nodes
 
@@ -40,7 +39,7 @@ STEP = 60  # seconds between samples
 SAMPLES = 11  # 0..10 minutes; evaluated at 10m
 MIG_SHARES = {"3g.40gb": 3 / 7, "1g.10gb": 1 / 7}
 
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make tools)")
+assert PROMTOOL is not None, "promtool is missing: make tools (Debian's prometheus package)"
 
 
 def _cluster(seed: int = 20240611) -> dict:
