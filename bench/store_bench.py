@@ -32,7 +32,6 @@ from zarr.codecs import BloscCodec, TransposeCodec, ZstdCodec
 from aggregator.store import Store, StoreReader
 from aggregator.store.backend import open_backend
 from aggregator.store.layout import DAILY, DAY, HOUR, HOURLY, TABLES, USAGE_MEASURES, quantise
-from aggregator.store.model import TableData
 from aggregator.store.partition import write_partition
 from aggregator.store.rollup import roll_up
 from aggregator.store.synthetic import SimCluster
@@ -131,15 +130,6 @@ def day(n: int, root: Path, days: int = 1) -> str:
     return body
 
 
-def _hourly_table(sim: SimCluster, day_start: int, which: int) -> TableData:
-    blocks = [sim.blocks(day_start + h * HOUR, day_start + (h + 1) * HOUR)[which]
-              for h in range(24)]
-    return TableData(day_start + HOUR * np.arange(24, dtype=np.int64),
-                     np.full(24, HOUR, dtype=np.int64), dict(blocks[0].identity),
-                     {m: np.stack([b.measures.get(m, np.full(len(b), np.nan)) for b in blocks])
-                      for m in TABLES[("containers", "nodes")[which]].measures})
-
-
 def query(n: int, root: Path) -> None:
     sim = SimCluster(n, seed=2, namespaces=40)
     backend = open_backend(root)
@@ -150,8 +140,7 @@ def query(n: int, root: Path) -> None:
         for d in range(49):  # Jan 1 – Feb 18
             start = T0 + d * DAY
             write_partition(backend, shard, HOURLY, HOURLY.period_of(start),
-                            {"containers": _hourly_table(sim, start, 0),
-                             "nodes": _hourly_table(sim, start, 1)}, HOUR)
+                            {t: sim.hourly_day(start, t) for t in TABLES}, HOUR)
         built = time.perf_counter() - t0
         t0 = time.perf_counter()
         roll_up(backend, shard, HOURLY, DAILY, T0 + 49 * DAY)

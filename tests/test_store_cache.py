@@ -8,7 +8,6 @@ import pytest
 from aggregator.store import StoreReader
 from aggregator.store.backend import open_backend
 from aggregator.store.layout import DAY, HOUR, HOURLY, TABLES
-from aggregator.store.model import TableData
 from aggregator.store.partition import write_partition
 from aggregator.store.synthetic import SimCluster
 
@@ -16,19 +15,10 @@ T0 = 1_704_067_200  # 2024-01-01 00:00 UTC
 SHARD = "shard-0-of-1"
 
 
-def _day(sim: SimCluster, day_start: int, which: int) -> TableData:
-    blocks = [sim.blocks(day_start + h * HOUR, day_start + (h + 1) * HOUR)[which]
-              for h in range(24)]
-    return TableData(day_start + HOUR * np.arange(24, dtype=np.int64),
-                     np.full(24, HOUR, dtype=np.int64), dict(blocks[0].identity),
-                     {m: np.stack([b.measures.get(m, np.full(len(b), np.nan)) for b in blocks])
-                      for m in TABLES[("containers", "nodes")[which]].measures})
-
-
 def _seal(backend, sim: SimCluster, day: int) -> None:
     start = T0 + day * DAY
     assert write_partition(backend, SHARD, HOURLY, HOURLY.period_of(start),
-                           {"containers": _day(sim, start, 0), "nodes": _day(sim, start, 1)},
+                           {t: sim.hourly_day(start, t) for t in TABLES},
                            HOUR)
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from aggregator.frame import CONTAINER_IDENTITY, NODE_IDENTITY
-from aggregator.store.model import Block
+from aggregator.store.layout import HOUR, TABLES
+from aggregator.store.model import Block, TableData
 
 __all__ = ["SimCluster"]
 
@@ -95,3 +96,18 @@ class SimCluster:
                  "cpu_cost": cores * CPU_PRICE, "ram_cost": ram * RAM_PRICE,
                  "gpu_cost": np.zeros(m)}
         return (Block(self.container_identity, containers), Block(self.node_identity, nodes))
+
+    def hourly_day(self, day_start: int, table: str) -> TableData:
+        """One table's day as an hourly partition holds it: 24 one-hour rows.
+
+        Lets benchmarks and tests write hourly partitions directly, without appending
+        and rolling up a day of raw intervals first.
+        """
+        which = ("containers", "nodes").index(table)
+        blocks = [self.blocks(day_start + h * HOUR, day_start + (h + 1) * HOUR)[which]
+                  for h in range(24)]
+        return TableData(day_start + HOUR * np.arange(24, dtype=np.int64),
+                         np.full(24, HOUR, dtype=np.int64), dict(blocks[0].identity),
+                         {m: np.stack([b.measures.get(m, np.full(len(b), np.nan))
+                                       for b in blocks])
+                          for m in TABLES[table].measures})
