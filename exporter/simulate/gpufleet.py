@@ -48,9 +48,6 @@ class GPUFleet:
             gpus.append(gpu)
         self.nvml = FakeNVML(gpus)
 
-    def publish(self) -> None:
-        """Nothing to publish beyond the module itself; kept for symmetry with the API."""
-
     def start_processes(self, pod: SimPod, c: SimContainer) -> None:
         """Start one process per device the container uses, with its /proc entry."""
         if self.nvml is None or not c.gpus:

@@ -82,7 +82,6 @@ class SimulatedNode:
         for pod in self.model.pods:
             self._start_pod(pod)
             self.api.create(pod_object(pod, self.model.name, self.now))
-        self.gpus.publish()
         return self
 
     def __exit__(self, *exc: object) -> None:
