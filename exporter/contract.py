@@ -68,7 +68,8 @@ CONTAINER_CPU_USAGE = _m(
     CONTAINER_LABELS)
 CONTAINER_CPU_PERIODS = _m(
     "kubetally_container_cpu_periods_total", "counter", "",
-    "CFS enforcement periods that elapsed while the container was runnable.",
+    "CFS enforcement periods that elapsed while the container was runnable (containers with "
+    "a CPU limit only: without a quota the kernel counts none).",
     CONTAINER_LABELS)
 CONTAINER_CPU_THROTTLED_PERIODS = _m(
     "kubetally_container_cpu_throttled_periods_total", "counter", "",
