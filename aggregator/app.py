@@ -44,7 +44,7 @@ class _Union:
     @property
     def errors(self) -> int:
         """Errors of every source."""
-        return sum(int(getattr(s, "errors", 0)) for s in self.sources)
+        return sum(s.errors for s in self.sources)
 
     def targets(self) -> list[Target]:
         """Every source's targets, one per URL, sorted."""

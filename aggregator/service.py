@@ -70,7 +70,7 @@ class Aggregator:
         t0 = time.perf_counter()
         targets = self.sources.targets()
         self.metrics.record_discovery(self.source_name, len(targets),
-                                      int(getattr(self.sources, "errors", 0)))
+                                      self.sources.errors)
         results = self.scraper.scrape(targets)
         self.metrics.record_scrapes(results)
         t1 = time.perf_counter()
