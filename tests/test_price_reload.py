@@ -33,7 +33,10 @@ def _body() -> bytes:
 
 
 class _Sources:
+    """A TargetSource: name, cumulative errors, targets()."""
+
     name = "static"
+    errors = 0
 
     def targets(self):
         return [TARGET]
