@@ -98,7 +98,7 @@ def build_aggregator(cfg: AggregatorConfig, prices: PriceBook | Callable[[], Pri
     registry = CollectorRegistry()
     metrics = AggregatorMetrics(registry)
     aggregator = Aggregator(source, Scraper(cfg.timeout), store, prices, metrics,
-                            cluster=cfg.cluster, source_name=getattr(source, "name", "targets"))
+                            cluster=cfg.cluster)
     if serve_metrics:
         start_http_server(cfg.port, cfg.host, registry)
     return Running(aggregator, registry, kube)

@@ -50,14 +50,15 @@ class Aggregator:
 
     def __init__(self, sources: TargetSource, scraper: Scraper, store: Store,
                  prices: PriceBook | Callable[[], PriceBook], metrics: AggregatorMetrics, *,
-                 cluster: str = "default", source_name: str = "targets",
+                 cluster: str = "default",
                  clock: Callable[[], float] = time.time) -> None:
         # A callable (e.g. PriceBookSource) is asked once per interval, so price changes
         # apply from the next interval without a restart; a PriceBook is fixed.
         self.sources, self.scraper, self.store, self.prices = sources, scraper, store, prices
-        self.metrics, self.source_name, self.clock = metrics, source_name, clock
+        self.metrics, self.clock = metrics, clock
         self.ingest = Ingest(cluster)
         self._stop = threading.Event()
+        self._ticker: Ticker | None = None
 
     def step(self, start: int, end: int, *, at: float | None = None) -> StepReport:
         """Scrape every target now and store the result as the interval [start, end).
@@ -69,7 +70,7 @@ class Aggregator:
         """
         t0 = time.perf_counter()
         targets = self.sources.targets()
-        self.metrics.record_discovery(self.source_name, len(targets),
+        self.metrics.record_discovery(self.sources.name, len(targets),
                                       self.sources.errors)
         results = self.scraper.scrape(targets)
         self.metrics.record_scrapes(results)
@@ -121,9 +122,8 @@ class Aggregator:
     def stop(self) -> None:
         """End :meth:`run` at its next wake-up."""
         self._stop.set()
-        ticker = getattr(self, "_ticker", None)
-        if ticker is not None:
-            ticker.stop()
+        if self._ticker is not None:
+            self._ticker.stop()
 
 
 def blocks(frame: IntervalFrame, priced: cost.IntervalCost) -> tuple[Block, Block]:
