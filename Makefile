@@ -28,13 +28,16 @@ lint: $(STAMP)
 test: $(STAMP) tools lint
 	$(BIN)/pytest -q
 
+## Every benchmark against its anchor, in one run; rewrites docs/benchmarks.md (about an hour).
 bench: $(STAMP) tools
 	$(BIN)/python bench/exporter_bench.py --write docs/benchmarks.md
 	$(BIN)/python bench/parse_bench.py --write docs/benchmarks.md
+	$(BIN)/python bench/api_bench.py --write docs/benchmarks.md
+	$(BIN)/python bench/scale_bench.py --write docs/benchmarks.md
 
+## The same benchmarks on small sizes (CI runs this as part of `make test`).
 bench-quick: $(STAMP) tools
-	$(BIN)/python bench/exporter_bench.py --quick
-	$(BIN)/python bench/parse_bench.py --quick
+	$(BIN)/pytest -q tests/test_bench_quick.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis .ruff_cache

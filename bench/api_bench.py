@@ -26,7 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import write_section
-from store_bench import _hourly_table
 
 from aggregator.store import StoreReader
 from aggregator.store.backend import open_backend
@@ -60,8 +59,8 @@ def build(root: Path, n: int, days: int) -> None:
     for d in range(days):
         start = T0 + d * DAY
         write_partition(backend, SHARD, HOURLY, HOURLY.period_of(start),
-                        {"containers": _hourly_table(sim, start, 0),
-                         "nodes": _hourly_table(sim, start, 1)}, HOUR)
+                        {"containers": sim.hourly_day(start, "containers"),
+                         "nodes": sim.hourly_day(start, "nodes")}, HOUR)
     built = time.perf_counter() - t0
     rolled = roll_up(backend, SHARD, HOURLY, DAILY, T0 + days * DAY)
     print(f"built {days} hourly partitions of {n:,} containers in {built:.1f} s; "
