@@ -23,7 +23,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
 
-__all__ = ["Fleet"]
+__all__ = ["Fleet", "scrape_simulated_node"]
 
 _UID = re.compile(rb"[0-9a-f]{8}(?=-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})")
 
@@ -66,6 +66,12 @@ def _templates(pods: int, rounds: int) -> tuple[list[list[bytes]], int]:
         finally:
             exporter.stop()
     return out, containers
+
+
+def scrape_simulated_node(pods: int) -> bytes:
+    """One scrape of a simulated ``pods``-pod node's real exporter, as served over HTTP."""
+    templates, _ = _templates(pods, 1)
+    return _render(templates[0], 0)
 
 
 def _render(parts: list[bytes], node: int) -> bytes:

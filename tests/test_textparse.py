@@ -423,3 +423,22 @@ def test_benchmark_runs(capsys):
     assert _bench_module().main(["--quick", "--containers", "10"]) == 0
     out = capsys.readouterr().out
     assert "| kubetally parse, warm table (steady state) |" in out and "numpy" in out
+
+
+# --- real third-party payloads -------------------------------------------------------------
+
+@pytest.mark.parametrize("capture", sorted(
+    (Path(__file__).parent / "fixtures" / "dcgm").glob("*.prom")), ids=lambda p: p.stem)
+def test_real_dcgm_exporter_scrapes_parse_as_prometheus_client_reads_them(capture: Path):
+    text = capture.read_text()
+    table = SeriesTable()
+    scrape = parse(text, table, content_type="text/plain; version=0.0.4")
+    ref = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+    assert len(scrape) == len(ref) > 0
+    for (name, labels, value, _), r in zip(flat(scrape, table), ref, strict=True):
+        # prometheus_client renames a counter sample without `_total` (dcgm-exporter
+        # writes several); Prometheus, like kubetally, keeps the name as written.
+        renamed = scrape.types.get(name) == "counter" and not name.endswith("_total")
+        assert (name + "_total" if renamed else name, labels) == (r.name, r.labels)
+        assert value == float(r.value) or (math.isnan(value) and math.isnan(r.value))
+    assert_same_scrape(parse(text, table), scrape)  # the warm table reads it the same
