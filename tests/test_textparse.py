@@ -419,12 +419,6 @@ def test_exporter_like_payload_matches_prometheus_client():
     assert_same_scrape(parse(payload, table), scrape)
 
 
-def test_benchmark_runs(capsys):
-    assert _bench_module().main(["--quick", "--containers", "10"]) == 0
-    out = capsys.readouterr().out
-    assert "| kubetally parse, warm table (steady state) |" in out and "numpy" in out
-
-
 # --- real third-party payloads -------------------------------------------------------------
 
 @pytest.mark.parametrize("capture", sorted(
