@@ -50,12 +50,16 @@ class Block:
 
 @dataclass
 class TableData:
-    """A table over a partition: rows (time) × series, with its own series table."""
+    """A table over a partition: rows (time) × series, with its own series table.
+
+    ``measures`` may be lazy (the open hour builds each array when it is looked up, so
+    sealing holds one at a time): look each one up once, when it is needed.
+    """
 
     time: np.ndarray  # int64 (T,), sorted
     seconds: np.ndarray  # int64 (T,)
     identity: dict[str, np.ndarray]  # object (S,) per identity and label column
-    measures: dict[str, np.ndarray]  # float64 (T, S) per measure
+    measures: Mapping[str, np.ndarray]  # float64 (T, S) per measure
 
     @property
     def n_series(self) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 import zarr
 import zarr.api.asynchronous
 from zarr.abc.store import Store as ZarrStore
+from zarr.core.array import AsyncArray
 from zarr.core.buffer import Buffer
 from zarr.core.group import AsyncGroup
 from zarr.core.sync import sync
@@ -49,10 +50,14 @@ _DESCRIPTIONS = {**NODE_MEASURES, **CONTAINER_MEASURES}
 
 
 _Job = tuple[AsyncGroup, str, dict[str, Any], np.ndarray | None]
+#: A measure array created (metadata only), to be filled by :func:`_fill_measures`.
+_Pending = tuple[AsyncArray, TableData, str]
 
 
-def _table_jobs(group: AsyncGroup, name: str, data: TableData) -> list[_Job]:
-    """(group, array name, create_array arguments, data or None) for one table."""
+def _table_jobs(group: AsyncGroup, name: str, data: TableData) -> tuple[list[_Job],
+                                                                        list[_Job]]:
+    """(group, array name, create_array arguments, data or None) for one table: the
+    small arrays with their data, and the measures without (they are filled later)."""
     spec = TABLES[name]
     rows, series = len(data.time), data.n_series
     labels = sorted(c for c in data.identity if c.startswith(LABEL_PREFIX))
@@ -70,41 +75,75 @@ def _table_jobs(group: AsyncGroup, name: str, data: TableData) -> list[_Job]:
                      np.asarray(data.identity[col], dtype=object) if series else None))
     chunks = (max(rows, 1), series_chunk(rows, series))
     coords = " ".join((*spec.identity, *labels))
+    measures: list[_Job] = []
     for m in spec.measures:
-        values = data.measures[m]
         attrs: dict[str, Any] = {"description": _DESCRIPTIONS[m], "coordinates": coords}
         if m in USAGE_MEASURES:
-            values = quantise(values)
             attrs["keepbits"] = USAGE_KEEPBITS
-        empty = not (rows and series) or bool(np.isnan(values).all())
-        jobs.append((group, m, {"shape": (rows, series), "dtype": "float64", "chunks": chunks,
-                                "fill_value": np.nan, "dimension_names": (TIME, "series"),
-                                "attributes": attrs, **measure_codecs(m)},
-                     None if empty else values))
-    return jobs
+        measures.append((group, m, {"shape": (rows, series), "dtype": "float64",
+                                    "chunks": chunks, "fill_value": np.nan,
+                                    "dimension_names": (TIME, "series"), "attributes": attrs,
+                                    **measure_codecs(m)}, None))
+    return jobs, measures
+
+
+def _measure_values(data: TableData, measure: str) -> np.ndarray | None:
+    """What to store of one measure (usage rounded); None when all NaN (left unwritten).
+
+    Rounded row by row, so the temporaries are one row, not the whole array.
+    """
+    if not (len(data.time) and data.n_series):
+        return None
+    values = data.measures[measure]
+    if measure in USAGE_MEASURES:
+        rounded = np.empty(values.shape)
+        for r in range(len(rounded)):
+            rounded[r] = quantise(values[r])
+        values = rounded
+    return None if bool(np.isnan(values).all()) else values
 
 
 async def _put(group: AsyncGroup, name: str, kwargs: dict[str, Any],
-               values: np.ndarray | None) -> None:
+               values: np.ndarray | None) -> AsyncArray:
     array = await group.create_array(name, chunk_key_encoding=CHUNK_KEY_ENCODING, **kwargs)
     if values is not None:
         await array.setitem(Ellipsis, values)
+    return array
 
 
 async def _write_group(store: ZarrStore, attrs: dict[str, Any],
-                       tables: Mapping[str, TableData]) -> None:
-    """Write the whole partition concurrently (one trip to zarr's event loop)."""
+                       tables: Mapping[str, TableData]) -> list[_Pending]:
+    """Write the partition but for the measures' values, concurrently (one trip to zarr's
+    event loop); the measure arrays are created and returned to be filled."""
     root = await zarr.api.asynchronous.create_group(store=store, attributes=attrs,
                                                    overwrite=True, zarr_format=3)
     jobs: list[_Job] = []
+    pending: list[tuple[TableData, str]] = []
+    measures: list[_Job] = []
     for name in TABLES:
         data = tables.get(name) or TableData.empty(name)
         labels = sorted(c for c in data.identity if c.startswith(LABEL_PREFIX))
         group = await root.create_group(name, attributes={
             "rows": len(data.time), "series": data.n_series,
             "identity": list(TABLES[name].identity), "labels": labels})
-        jobs.extend(_table_jobs(group, name, data))
-    await asyncio.gather(*(_put(*job) for job in jobs))
+        small, ms = _table_jobs(group, name, data)
+        jobs.extend(small)
+        measures.extend(ms)
+        pending.extend((data, m) for _, m, _, _ in ms)
+    arrays = await asyncio.gather(*(_put(*job) for job in (*measures, *jobs)))
+    return [(array, data, m)
+            for array, (data, m) in zip(arrays[:len(pending)], pending, strict=True)]
+
+
+def _fill_measures(pending: list[_Pending]) -> None:
+    """Write the measures one at a time, each built (a lazy table builds it on lookup)
+    in this thread and dropped once written: the peak is about one ``(time, series)``
+    float64 array, not all of them (2 GB for an hour of 300,000 containers)."""
+    for array, data, measure in pending:
+        values = _measure_values(data, measure)
+        if values is not None:
+            sync(array.setitem(Ellipsis, values))
+        del values
 
 
 def encode_partition(tier: Tier, period: str, tables: Mapping[str, TableData], step: int,
@@ -122,8 +161,9 @@ def encode_partition(tier: Tier, period: str, tables: Mapping[str, TableData], s
                          "start": start, "end": end, "step": step, "shard": shard,
                          "written": int(_time.time())}}
     objects: dict[str, Buffer] = {}
-    sync(_write_group(MemoryStore(store_dict=objects), attrs, tables))
-    return {key: buf.to_bytes() for key, buf in objects.items()}
+    _fill_measures(sync(_write_group(MemoryStore(store_dict=objects), attrs, tables)))
+    # popped as copied, so the encoded partition is not held twice
+    return {key: objects.pop(key).to_bytes() for key in list(objects)}
 
 
 def write_partition(backend: Backend, shard: str, tier: Tier, period: str,
