@@ -56,7 +56,7 @@ from aggregator.store.layout import (
 from aggregator.store.model import join_columns
 from aggregator.store.reduce import Groups, merge_into, reduce_axis
 from aggregator.store.stored import LazyColumns, MemoryTable, StoredTable, open_partitions
-from aggregator.store.wal import read_wal
+from aggregator.store.wal import WalScan
 
 __all__ = ["PartitionInfo", "QueryResult", "StoreReader", "Where"]
 
@@ -194,13 +194,12 @@ class StoreReader:
             period = name[:-len(WAL_SUFFIX)]
             if not name.endswith(WAL_SUFFIX) or not RAW.is_period(period):
                 continue
+            head = Head(period)
             try:
-                records, _, _ = read_wal(folder / name)
+                for record in WalScan(folder / name):
+                    head.apply(record)
             except FileNotFoundError:
                 continue  # sealed meanwhile: the partition listing (taken next) has it
-            head = Head(period)
-            for record in records:
-                head.apply(record)
             heads.append(head)
         return heads
 

@@ -23,6 +23,7 @@ import json
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from aggregator.store.backend import fsync_dir
 from aggregator.store.errors import CorruptStoreError
 from aggregator.store.layout import TABLES, validate_column_name
 
-__all__ = ["WalRecord", "WalTable", "WalWriter", "decode_record", "encode_record", "read_wal"]
+__all__ = ["WalRecord", "WalScan", "WalTable", "WalWriter", "decode_record", "encode_record"]
 
 MAGIC = b"KTWAL01\n"
 _FRAME = struct.Struct("<II")
@@ -118,28 +119,43 @@ def decode_record(payload: bytes) -> WalRecord:
         raise CorruptStoreError(f"WAL record does not decode: {exc}") from None
 
 
-def read_wal(path: Path) -> tuple[list[WalRecord], int, int]:
-    """Every complete record of ``path``, the offset after the last one, and the file size.
+class WalScan:
+    """The complete records of one WAL file, read and decoded one at a time.
 
-    Stops at the first torn or corrupt frame (a crash mid-append); what follows it was
-    never acknowledged. FileNotFoundError propagates: the hour was sealed meanwhile.
+    A full hour at 300,000 containers is a 2 GB WAL; replaying it into a head (after a
+    restart, or in a reader showing the open hour) must not hold the file and all its
+    decoded records at once. Iterate once; then :attr:`good` is the offset after the
+    last complete record and :attr:`size` the file size. Iteration stops at the first
+    torn or corrupt frame (a crash mid-append): what follows was never acknowledged.
+    FileNotFoundError propagates from the start of iteration: the hour was sealed.
     """
-    data = path.read_bytes()
-    if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
-        raise CorruptStoreError(f"{path}: not a kubetally WAL (bad magic)")
-    pos = len(MAGIC)
-    records = []
-    while pos + _FRAME.size <= len(data):
-        length, crc = _FRAME.unpack_from(data, pos)
-        body = pos + _FRAME.size
-        if length > MAX_RECORD or body + length > len(data):
-            break
-        payload = data[body:body + length]
-        if zlib.crc32(payload) != crc:
-            break
-        records.append(decode_record(payload))
-        pos = body + length
-    return records, pos, len(data)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.good = len(MAGIC)
+        self.size = 0
+
+    def __iter__(self) -> Iterator[WalRecord]:
+        with open(self.path, "rb") as f:
+            self.size = os.fstat(f.fileno()).st_size
+            if f.read(len(MAGIC)) != MAGIC:
+                raise CorruptStoreError(f"{self.path}: not a kubetally WAL (bad magic)")
+            pos = len(MAGIC)
+            while pos + _FRAME.size <= self.size:
+                frame = f.read(_FRAME.size)
+                if len(frame) != _FRAME.size:  # cut meanwhile (a torn tail dropped)
+                    break
+                length, crc = _FRAME.unpack(frame)
+                if length > MAX_RECORD or pos + _FRAME.size + length > self.size:
+                    break
+                payload = f.read(length)
+                if len(payload) != length or zlib.crc32(payload) != crc:
+                    break
+                record = decode_record(payload)
+                del payload
+                pos += _FRAME.size + length
+                self.good = pos
+                yield record
 
 
 class WalWriter:

@@ -51,7 +51,7 @@ from aggregator.store.model import Block, validate_block
 from aggregator.store.partition import write_partition
 from aggregator.store.rollup import roll_up
 from aggregator.store.stored import open_partitions
-from aggregator.store.wal import WalWriter, encode_record, read_wal
+from aggregator.store.wal import WalScan, WalWriter, encode_record
 
 __all__ = ["MaintainReport", "Store"]
 
@@ -128,13 +128,13 @@ class Store:
             if period in self._sealed[RAW.name]:
                 self._drop_wal(path)
                 continue
-            records, good, size = read_wal(path)
-            if good != size:
-                log.warning("%s: cutting %d bytes of torn WAL tail", path, size - good)
-            head = Head(period)
-            for record in records:
+            scan, head = WalScan(path), Head(period)
+            for record in scan:
                 head.apply(record)
-            self._head, self._wal = head, WalWriter.reopen(path, good)
+            if scan.good != scan.size:
+                log.warning("%s: cutting %d bytes of torn WAL tail", path,
+                            scan.size - scan.good)
+            self._head, self._wal = head, WalWriter.reopen(path, scan.good)
             self._frontier = max(self._frontier, head.start)
             if period != periods[-1]:
                 self._seal_head()
