@@ -4,7 +4,8 @@ This is the exporter's hot path: :meth:`CgroupReader.scan` and
 :meth:`CgroupReader.read` run for every container on every Prometheus scrape
 (about 110 pods / 250 containers on a full node). Hence ``os.scandir`` with
 ``d_type`` (no ``stat`` per entry), string concatenation instead of pathlib,
-one ``open``/``read`` per file, a cached location of the kubepods root(s) and
+one ``pread`` per file on descriptors kept open across scrapes
+(:mod:`exporter.cgroup_fds`), a cached location of the kubepods root(s) and
 reuse of unchanged :class:`ContainerCgroup` records between scans.
 
 Both cgroup versions are supported. On v2 a container is one directory; on v1
@@ -26,9 +27,11 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 
-from exporter.cgroup_files import parse_int, pick_flat_keyed, read_file
+from exporter.cgroup_fds import OpenFiles
+from exporter.cgroup_files import parse_int, pick_flat_keyed
 from exporter.cgroup_names import container_id_from_segment, pod_uid_from_segment
 from exporter.errors import CgroupError, CgroupGone
 from exporter.model import ContainerUsage
@@ -89,21 +92,23 @@ def _first_dir(root: str, *names: str) -> str:
     return ""
 
 
-def _load(directory: str, name: str) -> bytes | None:
+def _load(files: OpenFiles, directory: str, name: str) -> bytes | None:
     """A file's bytes, None when it cannot be read; CgroupGone if its cgroup vanished."""
     if not directory:
         return None
     try:
-        return read_file(directory + "/" + name)
+        return files.read(directory, name)
     except OSError as exc:
         if not os.path.isdir(directory):
             raise CgroupGone(f"{directory} vanished") from exc
         return None
 
 
-def _flat(directory: str, name: str, keys: tuple[str, ...]) -> tuple[list[float], int]:
+def _flat(
+    files: OpenFiles, directory: str, name: str, keys: tuple[str, ...]
+) -> tuple[list[float], int]:
     """The wanted keys of a flat keyed file as floats, and 1 if the file failed."""
-    data = _load(directory, name)
+    data = _load(files, directory, name)
     if data is not None:
         try:
             picked = pick_flat_keyed(data, keys)
@@ -115,9 +120,9 @@ def _flat(directory: str, name: str, keys: tuple[str, ...]) -> tuple[list[float]
     return [_NAN] * len(keys), 1
 
 
-def _single(directory: str, name: str) -> tuple[float, int]:
+def _single(files: OpenFiles, directory: str, name: str) -> tuple[float, int]:
     """A single-integer file as a float, and 1 if the file failed."""
-    data = _load(directory, name)
+    data = _load(files, directory, name)
     if data is not None:
         try:
             return float(parse_int(data)), 0
@@ -144,8 +149,11 @@ def _usage(
 class CgroupReader:
     """Finds pod container cgroups below a cgroup mount and reads their usage."""
 
-    def __init__(self, root: str | os.PathLike[str] = "/sys/fs/cgroup") -> None:
+    def __init__(self, root: str | os.PathLike[str] = "/sys/fs/cgroup",
+                 files: OpenFiles | None = None) -> None:
         self.root = os.fspath(root)
+        #: Descriptors of the files read, kept for the next scrape.
+        self.files = OpenFiles() if files is None else files
         #: 2 on a unified hierarchy; a hybrid host (v1 controllers + "unified") counts as 1.
         self.version = 2 if os.path.exists(os.path.join(self.root, "cgroup.controllers")) else 1
         if self.version == 2:
@@ -159,11 +167,15 @@ class CgroupReader:
         self._kubepods: list[str] = []  # relative paths, found once, kept while they exist
         self._known: dict[tuple[str, str], ContainerCgroup] = {}
 
-    def scan(self) -> dict[tuple[str, str], ContainerCgroup]:
+    def scan(
+        self, keep_open: Container[tuple[str, str]] | None = None
+    ) -> dict[tuple[str, str], ContainerCgroup]:
         """Every pod container cgroup on the node, keyed by (pod uid, container id).
 
         Pod sandbox (pause) containers are included; the caller ignores ids it
         does not know. Pods and containers that vanish mid-scan are skipped.
+        Kept file descriptors of containers not found, or not in ``keep_open``
+        when given (the pod cache's containers: the others are not read), close.
         Raises CgroupError when the root is no cgroup mount or a kubepods
         directory cannot be listed (permissions: the exporter sees nothing).
         """
@@ -190,7 +202,13 @@ class CgroupReader:
                     if uid is not None:
                         self._scan_pod(f"{qos_rel}/{pod.name}", uid, qos, found)
         self._known = found
+        self.files.retain(d for key, cg in found.items() if keep_open is None or key in keep_open
+                          for d in (cg.cpu_dir, cg.cpuacct_dir, cg.memory_dir))
         return dict(found)
+
+    def close(self) -> None:
+        """Close every kept descriptor (the reader stays usable)."""
+        self.files.close()
 
     def _find_kubepods(self) -> list[str]:
         """Relative paths of the kubepods root(s), up to three levels down (kind nests it)."""
@@ -230,17 +248,31 @@ class CgroupReader:
             found[key] = cg
 
     def read(self, cg: ContainerCgroup) -> ContainerUsage:
-        """One reading of a container; raises CgroupGone if its cgroup vanished."""
+        """One reading of a container; raises CgroupGone if its cgroup vanished.
+
+        A vanished cgroup's kept descriptors are closed before CgroupGone propagates.
+        """
+        try:
+            return self._read(cg)
+        except CgroupGone:
+            self.files.drop((cg.cpu_dir, cg.cpuacct_dir, cg.memory_dir))
+            raise
+
+    def _read(self, cg: ContainerCgroup) -> ContainerUsage:
+        """The reading itself: v2 has three files in one directory, v1 four over three mounts."""
+        f = self.files
         if self.version == 2:
             d = cg.memory_dir
-            (usage, periods, throttled, throttled_us), e_cpu = _flat(d, "cpu.stat", _V2_CPU_KEYS)
-            memory, e_mem = _single(d, "memory.current")
-            (inactive, anon), e_stat = _flat(d, "memory.stat", _V2_MEMORY_KEYS)
+            (usage, periods, throttled, throttled_us), e_cpu = _flat(f, d, "cpu.stat",
+                                                                     _V2_CPU_KEYS)
+            memory, e_mem = _single(f, d, "memory.current")
+            (inactive, anon), e_stat = _flat(f, d, "memory.stat", _V2_MEMORY_KEYS)
             return _usage(usage / 1e6, periods, throttled, throttled_us / 1e6,
                           memory, inactive, anon, e_cpu + e_mem + e_stat)
-        usage_ns, e_acct = _single(cg.cpuacct_dir, "cpuacct.usage")
-        (periods, throttled, throttled_ns), e_cpu = _flat(cg.cpu_dir, "cpu.stat", _V1_CPU_KEYS)
-        memory, e_mem = _single(cg.memory_dir, "memory.usage_in_bytes")
-        (inactive, rss), e_stat = _flat(cg.memory_dir, "memory.stat", _V1_MEMORY_KEYS)
+        usage_ns, e_acct = _single(f, cg.cpuacct_dir, "cpuacct.usage")
+        (periods, throttled, throttled_ns), e_cpu = _flat(f, cg.cpu_dir, "cpu.stat",
+                                                          _V1_CPU_KEYS)
+        memory, e_mem = _single(f, cg.memory_dir, "memory.usage_in_bytes")
+        (inactive, rss), e_stat = _flat(f, cg.memory_dir, "memory.stat", _V1_MEMORY_KEYS)
         return _usage(usage_ns / 1e9, periods, throttled, throttled_ns / 1e9,
                       memory, inactive, rss, e_acct + e_cpu + e_mem + e_stat)

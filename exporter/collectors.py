@@ -23,7 +23,7 @@ from exporter.exposition import Family, label_pairs
 from exporter.gpu import GPUProcess, GPUReader
 from exporter.model import ContainerInfo, PodInfo
 from exporter.nodeinfo import node_facts
-from exporter.podindex import PodIndex, PodStore
+from exporter.podindex import PodIndex, PodSnapshot, PodStore
 from exporter.resources import is_gpu_resource
 from exporter.selfmetrics import CollectorStats
 
@@ -81,7 +81,7 @@ class CgroupCollector:
         self._rescan_seconds, self._clock = rescan_seconds, clock
         self._scan: tuple[object, float, dict[tuple[str, str], ContainerCgroup]] | None = None
 
-    def _cgroups(self, snapshot: object) -> dict[tuple[str, str], ContainerCgroup]:
+    def _cgroups(self, snapshot: PodSnapshot) -> dict[tuple[str, str], ContainerCgroup]:
         """The tree's container cgroups, walked again only when it may have changed.
 
         Containers come and go only with a change of the pod cache (a new container ID
@@ -92,7 +92,7 @@ class CgroupCollector:
         now = self._clock()
         last = self._scan
         if last is None or last[0] is not snapshot or now - last[1] >= self._rescan_seconds:
-            self._scan = (snapshot, now, self._reader.scan())
+            self._scan = (snapshot, now, self._reader.scan(keep_open=snapshot.containers))
         return self._scan[2]
 
     def collect(self) -> Iterator[Family]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from exporter.cgroups import CgroupReader
@@ -18,9 +21,9 @@ class CountingReader(CgroupReader):
         super().__init__(root)
         self.scans = 0
 
-    def scan(self):
+    def scan(self, keep_open=None):
         self.scans += 1
-        return super().scan()
+        return super().scan(keep_open)
 
 
 class Clock:
@@ -73,8 +76,46 @@ def test_a_restart_seen_by_the_api_walks_again_at_once(setup):
     sim.restart_container(pod, pod.containers[0].name)
     deadline = 200
     while watcher.generation == generation and deadline:
-        import time
         time.sleep(0.05)
         deadline -= 1
     assert usage_rows(collector) == rows  # the new container is read, the old one is gone
     assert reader.scans == 2
+
+
+def cpu_values(collector):
+    fam = next(f for f in collector.collect() if f.name.endswith("cpu_usage_seconds_total"))
+    return fam.render()
+
+
+def wait_for_generation(watcher, generation):
+    for _ in range(200):
+        if watcher.generation != generation:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the pod cache never saw the change")
+
+
+def test_values_follow_the_files_between_scrapes(setup):
+    """The simulator replaces files by rename: kept descriptors must not pin old values."""
+    sim, _watcher, _reader, clock, collector = setup
+    first = cpu_values(collector)
+    assert cpu_values(collector) == first
+    sim.advance(sim.now + 60)
+    clock.now += 1  # no walk: the same cgroups, new content
+    assert cpu_values(collector) != first
+
+
+def test_restarts_do_not_pile_up_descriptors(setup):
+    sim, watcher, reader, _clock, collector = setup
+    rows = usage_rows(collector)
+    kept = len(reader.files)
+    assert kept == 3 * rows
+    fds = len(os.listdir("/proc/self/fd"))
+    for i in range(12):
+        pod = sim.pods[i % len(sim.pods)]
+        generation = watcher.generation
+        sim.restart_container(pod, next(c.name for c in pod.containers if not c.init))
+        wait_for_generation(watcher, generation)
+        assert usage_rows(collector) == rows
+        assert len(reader.files) == kept  # the old container's files closed, the new one's kept
+    assert len(os.listdir("/proc/self/fd")) <= fds
