@@ -32,6 +32,7 @@ test: $(STAMP) tools lint
 bench: $(STAMP) tools
 	$(BIN)/python bench/exporter_bench.py --write docs/benchmarks.md
 	$(BIN)/python bench/parse_bench.py --write docs/benchmarks.md
+	$(BIN)/python bench/tsdb_bench.py --write docs/benchmarks.md
 	$(BIN)/python bench/api_bench.py --write docs/benchmarks.md
 	$(BIN)/python bench/scale_bench.py --write docs/benchmarks.md
 

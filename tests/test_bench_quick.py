@@ -22,6 +22,7 @@ BENCHES = {
     "parse_bench.py": {"parse": "prometheus_client"},
     "api_bench.py": {"api": "warm"},
     "scale_bench.py": {"scale": "peak"},
+    "tsdb_bench.py": {"tsdb": "Prometheus", "query": "query_range"},
 }
 
 
