@@ -35,7 +35,7 @@ from aggregator.store.layout import validate_column_name
 from aggregator.store.model import join_columns
 from api.errors import BadParameter
 from api.filters import Node, compile_filter, label_column
-from api.render import number, step_fields
+from api.render import numbers, step_fields
 from api.windows import Window
 
 __all__ = ["AGGREGATES", "FIELDS", "IDLE", "UNALLOCATED", "AllocationRequest", "Step",
@@ -193,13 +193,15 @@ def allocate(reader: StoreReader, req: AllocationRequest) -> list[Step]:
     fields["totalCost"] = fields["cpuCost"] + fields["ramCost"] + fields["gpuCost"]
     names, props = _names(res.keys, req)
     out: list[Step] = []
-    for s in np.flatnonzero(keep):
+    values = [numbers(fields[k]) for k in FIELDS]  # per field: steps × groups, None for NaN
+    for s in np.flatnonzero(keep).tolist():
         items: dict[str, dict[str, Any]] = {}
-        rows = {k: a[s].tolist() for k, a in fields.items()}
+        by_group = list(zip(*(v[s] for v in values), strict=True))  # FIELDS of each group
         base = {**step_fields(int(starts[s]), int(ends[s])), "minutes": float(covered[s])}
-        for g in np.flatnonzero(present[s]):
-            items[names[g]] = {"name": names[g], "properties": props[g], **base,
-                               **{k: number(rows[k][g]) for k in FIELDS}}
+        for g in np.flatnonzero(present[s]).tolist():
+            item = {"name": names[g], "properties": props[g], **base}
+            item.update(zip(FIELDS, by_group[g], strict=True))
+            items[names[g]] = item
         if idle_item is not None and (not req.share_idle or idle_item[s].sum() > 0):
             items[IDLE] = _idle_fields(idle_item[s], base)
         out.append(Step(int(starts[s]), int(ends[s]), items))

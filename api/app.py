@@ -15,6 +15,7 @@ from flask import Flask, Response, jsonify, request
 from aggregator.store import StoreReader
 from api.config import ApiConfig
 from api.errors import register_error_handlers
+from api.jsonprovider import OrjsonProvider
 from api.routes import BLUEPRINTS
 from api.state import EXTENSION, ApiState, state
 
@@ -31,7 +32,7 @@ def create_app(config: ApiConfig, *, reader: StoreReader | None = None,
                clock: Callable[[], float] = time.time) -> Flask:
     """A ready app for ``config``; ``reader`` and ``clock`` may be injected by tests."""
     app = Flask("kubetally.api")
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep OpenCost's field order
+    app.json = OrjsonProvider(app)
     if reader is None:
         reader = StoreReader(config.store, wal_dir=config.wal_dir or None,
                              cache_bytes=CACHE_BYTES)
