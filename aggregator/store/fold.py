@@ -20,7 +20,7 @@ from aggregator.measures import ROLLUP
 from aggregator.store.cache import PartitionCache
 from aggregator.store.errors import QueryError
 from aggregator.store.model import join_columns
-from aggregator.store.reduce import Groups, merge_into, reduce_axis
+from aggregator.store.reduce import Groups, How, merge_into, reduce_axis
 from aggregator.store.stored import LazyColumns, MemoryTable, StoredTable, open_partitions
 
 __all__ = ["CachedTable", "Partial", "Source", "Vanished", "Where", "merge", "read_source"]
@@ -116,6 +116,22 @@ class CachedTable:
                 out[m] = v
         return out  # type: ignore[return-value]
 
+    def folded(self, group_by: tuple[str, ...], names: list[str], rows: slice,
+               by_step: Groups) -> dict[str, np.ndarray]:
+        """Each measure per step and per group (no filter), cached: a dashboard asking
+        the same question again costs only the merge of these small arrays."""
+        shape = (group_by, rows.start, rows.stop, by_step.starts.tobytes())
+        keys = {m: (*self._key, "folded", m, *shape) for m in names}
+        out = {m: self._cache.get(k) for m, k in keys.items()}
+        missing = [m for m, v in out.items() if v is None]
+        if missing:
+            grouped = self.grouped(group_by)
+            for m, v in _fold(self.per_step(missing, rows, by_step), grouped.by_series,
+                              missing).items():
+                self._cache.put(keys[m], v)
+                out[m] = v
+        return out  # type: ignore[return-value]
+
 
 Source = StoredTable | MemoryTable | CachedTable
 
@@ -150,9 +166,8 @@ def _per_step(src: StoredTable | MemoryTable, names: list[str], rows: slice,
             for m, block in src.read_many(names, rows).items()}
 
 
-def read_source(src: Source, start: int, end: int, step: int,
-                 group_by: tuple[str, ...], where: Where | None, names: list[str],
-                 coverage: np.ndarray) -> Partial | None:
+def read_source(src: Source, start: int, end: int, step: int, group_by: tuple[str, ...],
+                where: Where | None, names: list[str], coverage: np.ndarray) -> Partial | None:
     """Fold one partition (or the open hour) into per-step, per-local-group values."""
     r0, r1 = np.searchsorted(src.time, [start, end], side="left")
     if r0 == r1:
@@ -163,20 +178,30 @@ def read_source(src: Source, start: int, end: int, step: int,
         return None
     by_step = Groups.of(step_codes)
     rows = slice(int(r0), int(r1))
-    if isinstance(src, CachedTable):
-        grouped = src.grouped(group_by) if where is None else _group(src.table, group_by,
-                                                                      where)
+    if isinstance(src, CachedTable) and where is None:
+        grouped = src.grouped(group_by)
+        values = src.folded(group_by, names, rows, by_step)
+    elif isinstance(src, CachedTable):
+        grouped = _group(src.table, group_by, where)
         if grouped is None:
             return None
-        per_step = src.per_step(names, rows, by_step)
+        values = _fold(src.per_step(names, rows, by_step), grouped.by_series, names)
     else:
         grouped = _group(src, group_by, where)
         if grouped is None:
             return None
-        per_step = _per_step(src, names, rows, by_step)
-    values = {m: reduce_axis(per_step[m], grouped.by_series, ROLLUP[m], axis=1)
-              for m in names}
+        values = _fold(_per_step(src, names, rows, by_step), grouped.by_series, names)
     return Partial(by_step.codes, grouped.keys, grouped.key_columns, values)
+
+
+def _fold(per_step: dict[str, np.ndarray], by_series: Groups, names: list[str]
+          ) -> dict[str, np.ndarray]:
+    """``(steps, groups)`` per measure from ``(steps, series)``: one reduction per kind."""
+    values: dict[str, np.ndarray] = {}
+    for how, ms in _by_rollup(names):
+        stacked = np.stack([per_step[m] for m in ms])
+        values.update(zip(ms, reduce_axis(stacked, by_series, how, axis=2), strict=True))
+    return values
 
 
 def merge(partials: list[Partial], n_steps: int, group_by: tuple[str, ...],
@@ -189,11 +214,21 @@ def merge(partials: list[Partial], n_steps: int, group_by: tuple[str, ...],
     keys, first, codes = np.unique(all_keys, return_index=True, return_inverse=True)
     key_columns = {c: np.concatenate([p.key_columns[c] for p in partials])[first]
                    for c in group_by}
-    values = {m: np.full((n_steps, len(keys)), np.nan) for m in names}
+    kinds = _by_rollup(names)
+    out = {how: np.full((len(ms), n_steps, len(keys)), np.nan) for how, ms in kinds}
     offset = 0
     for p in partials:
         gcodes = codes[offset:offset + len(p.keys)]
         offset += len(p.keys)
-        for m in names:
-            merge_into(values[m], p.steps, gcodes, p.values[m], ROLLUP[m])
+        for how, ms in kinds:
+            merge_into(out[how], p.steps, gcodes, np.stack([p.values[m] for m in ms]), how)
+    values = {m: a for how, ms in kinds for m, a in zip(ms, out[how], strict=True)}
     return key_columns, values
+
+
+def _by_rollup(names: list[str]) -> list[tuple[How, list[str]]]:
+    """The measures grouped by how they combine (sum, max), each kind in ``names`` order."""
+    kinds: dict[How, list[str]] = {}
+    for m in names:
+        kinds.setdefault(ROLLUP[m], []).append(m)
+    return list(kinds.items())

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["Groups", "merge_into", "reduce_axis"]
+__all__ = ["Groups", "How", "merge_into", "reduce_axis"]
 
 How = Literal["sum", "max"]
 
@@ -66,14 +66,15 @@ def reduce_axis(values: np.ndarray, groups: Groups, how: How, axis: int) -> np.n
 
 def merge_into(out: np.ndarray, rows: np.ndarray, cols: np.ndarray, values: np.ndarray,
                how: How) -> None:
-    """``out[rows × cols] ⊕= values`` with ⊕ the NaN-skipping sum or max.
+    """``out[..., rows × cols] ⊕= values`` with ⊕ the NaN-skipping sum or max.
 
-    ``rows`` and ``cols`` must each be free of duplicates (one cell, one contribution per
-    call), which grouping with :class:`Groups` guarantees.
+    ``rows`` and ``cols`` index the last two axes (leading axes, e.g. several measures
+    stacked, are taken whole) and must each be free of duplicates (one cell, one
+    contribution per call), which grouping with :class:`Groups` guarantees.
     """
     if not values.size:
         return
-    index = np.ix_(rows, cols)
+    index = (Ellipsis, *np.ix_(rows, cols))
     current = out[index]
     if how == "max":
         out[index] = np.fmax(current, values)
