@@ -28,8 +28,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-__all__ = ["ApiServer", "PromServer", "blocks_bytes", "free_port", "label_prefixes", "median_of",
-           "promtool_blocks", "write_family"]
+__all__ = ["ApiServer", "PromServer", "blocks_bytes", "free_port", "get_bytes", "get_json",
+           "label_prefixes", "median_of", "promtool_blocks", "write_family"]
 
 _ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
@@ -151,10 +151,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def get_json(url: str, timeout: float = 600) -> Any:
-    """GET ``url`` and decode its JSON body (a fresh connection each time, as curl would)."""
+def get_bytes(url: str, timeout: float = 600) -> bytes:
+    """GET ``url``'s whole body (a fresh connection each time, as curl would)."""
     with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return json.loads(resp.read())
+        return bytes(resp.read())
+
+
+def get_json(url: str, timeout: float = 600) -> Any:
+    """GET ``url`` and decode its JSON body."""
+    return json.loads(get_bytes(url, timeout))
 
 
 class PromServer:
@@ -225,10 +230,15 @@ class PromServer:
                 return time.monotonic() - t0
             time.sleep(1.0)
 
-    def query_range(self, query: str, start: float, end: float, step: int) -> list[dict]:
-        """``/api/v1/query_range``'s result list; raises on an error status."""
+    def range_url(self, query: str, start: float, end: float, step: int) -> str:
+        """The ``/api/v1/query_range`` URL of ``query``."""
         qs = urllib.parse.urlencode({"query": query, "start": start, "end": end, "step": step})
-        body = get_json(f"{self.url}/api/v1/query_range?{qs}")
+        return f"{self.url}/api/v1/query_range?{qs}"
+
+    @staticmethod
+    def range_result(raw: bytes) -> list[dict]:
+        """A ``query_range`` answer's result list; raises on an error status."""
+        body = json.loads(raw)
         if body.get("status") != "success":
             raise RuntimeError(f"prometheus query failed: {body}")
         return list(body["data"]["result"])
