@@ -32,7 +32,7 @@ import threading
 import weakref
 from collections.abc import Iterable
 
-__all__ = ["OpenFiles", "cgroup_devices", "default_limit"]
+__all__ = ["OpenFiles", "cgroup_devices", "default_limit", "raise_nofile_limit"]
 
 #: Bigger than any cgroup file read here (memory.stat is 1-2 KiB); a file that fills it is
 #: read whole and not kept. Not 64 KiB: allocating the buffer is a third of a pread's cost.
@@ -72,6 +72,23 @@ def default_limit() -> int:
     if soft == resource.RLIM_INFINITY:
         return _MAX_KEPT
     return max(0, min(_MAX_KEPT, soft // 2))
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; the soft limit now in force.
+
+    A container's soft limit is often 1,024 while its hard limit is far higher; Go
+    programs such as node_exporter raise it at start, and so does the exporter, so a
+    110-pod node's ~730 cgroup files can all stay open (:func:`default_limit` keeps at
+    most half the soft limit). Not being allowed to is no error: the old limit stays.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft
+    return hard
 
 
 class _Dir:

@@ -48,8 +48,10 @@ def _load_nvml() -> Any | None:
 def run_exporter(cfg: ExporterConfig) -> int:
     """Serve a real node, or a simulated one with ``--simulate``."""
     from exporter.app import build_exporter
+    from exporter.cgroup_fds import raise_nofile_limit
     from exporter.kube import api_client_from
 
+    raise_nofile_limit()  # before the cgroup reader sizes its descriptor budget
     if not cfg.simulate:
         client = api_client_from(cfg.kubeconfig or None, cfg.kube_api or None)
         exporter = build_exporter(cfg, client, _load_nvml())

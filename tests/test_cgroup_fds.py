@@ -182,3 +182,23 @@ def test_real_cgroup_file_reread_through_pread_is_fresh():
         assert len(seen) > 1 and len(files) == 1
     finally:
         files.close()
+
+
+def test_exporter_raises_its_soft_descriptor_limit_to_the_hard_one():
+    """With a container's usual soft limit of 1,024 only 512 files could stay open."""
+    import resource
+    import subprocess
+    import sys
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(256, hard)
+    code = ("import resource; from exporter.cgroup_fds import default_limit, "
+            "raise_nofile_limit; print(default_limit(), raise_nofile_limit(), "
+            "resource.getrlimit(resource.RLIMIT_NOFILE)[0], default_limit())")
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard)))
+    before, returned, soft, after = (int(x) for x in out.stdout.split())
+    assert before == low // 2
+    assert returned == soft == hard
+    assert after == (4096 if hard == resource.RLIM_INFINITY else min(4096, hard // 2))
