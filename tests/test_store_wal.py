@@ -21,7 +21,14 @@ from aggregator.store import (
     StoreReader,
 )
 from aggregator.store.layout import DAY, HOUR
-from aggregator.store.wal import MAGIC, WalRecord, WalTable, decode_record, encode_record
+from aggregator.store.wal import (
+    MAGIC,
+    WalRecord,
+    WalScan,
+    WalTable,
+    decode_record,
+    encode_record,
+)
 
 T = ts("2024-05-10T10:00")
 STEP = 600
@@ -271,3 +278,31 @@ def test_restart_replays_the_wal_without_holding_it(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert wal_bytes > 15e6  # the head (compressed) and series tables stay; no copy of it
     assert peak < 0.8 * wal_bytes, f"replay peaked at {peak / wal_bytes:.2f}x the WAL's size"
+
+
+def test_a_scan_resumes_after_the_records_already_read(tmp_path: Path) -> None:
+    with Store(tmp_path, step=STEP) as store:
+        for k in range(3):
+            _append(store, k)
+        first = WalScan(_wal(tmp_path))
+        assert [r.start for r in first] == [T, T + STEP, T + 2 * STEP]
+        for k in range(3, 5):
+            _append(store, k)
+    resumed = WalScan(_wal(tmp_path), first.position())
+    assert [r.start for r in resumed] == [T + 3 * STEP, T + 4 * STEP]
+    assert not resumed.restarted and resumed.good == resumed.size
+    again = WalScan(_wal(tmp_path), resumed.position())
+    assert list(again) == [] and again.position() == resumed.position()
+
+
+def test_a_scan_of_another_log_at_that_path_starts_over(tmp_path: Path) -> None:
+    with Store(tmp_path / "a", step=STEP) as store:
+        for k in range(4):
+            _append(store, k)
+    scan = WalScan(_wal(tmp_path / "a"))
+    list(scan)
+    with Store(tmp_path / "b", step=STEP) as store:
+        for k in range(6):
+            _append(store, k, cost=5.0)  # same intervals, other values: other CRCs
+    other = WalScan(_wal(tmp_path / "b"), scan.position())
+    assert [r.start for r in other] == [T + STEP * k for k in range(6)] and other.restarted

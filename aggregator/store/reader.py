@@ -51,18 +51,16 @@ from aggregator.store.fold import (
     merge,
     read_source,
 )
-from aggregator.store.head import Head
 from aggregator.store.layout import (
     RAW,
     TABLES,
     TIERS,
     WAL_DIR,
-    WAL_SUFFIX,
     Tier,
     validate_column_name,
 )
+from aggregator.store.openhours import OpenHour, OpenHours
 from aggregator.store.stored import MemoryTable, open_partitions
-from aggregator.store.wal import WalScan
 
 __all__ = ["PartitionInfo", "QueryResult", "StoreReader", "Where"]
 
@@ -116,6 +114,7 @@ class StoreReader:
         self._backend = open_backend(url, storage_options)
         root = Path(wal_dir) if wal_dir is not None else self._backend.local_root
         self._wal_root = root
+        self._open_hours = OpenHours()
         self.cache: PartitionCache | None = PartitionCache(cache_bytes) if cache_bytes > 0 \
             else None
 
@@ -147,34 +146,17 @@ class StoreReader:
         """The partition's root group (sub-groups ``containers`` and ``nodes``)."""
         return zarr.open_group(self.open_store(info), mode="r")
 
-    def heads(self) -> dict[str, Head]:
+    def heads(self) -> dict[str, OpenHour]:
         """The open hour of each shard, from its WAL's complete records."""
         out = {}
         for shard in self._backend.list_shards():
             out.update({f"{shard}/{h.period}": h for h in self._read_heads(shard)})
         return out
 
-    def _read_heads(self, shard: str) -> list[Head]:
+    def _read_heads(self, shard: str) -> list[OpenHour]:
         if self._wal_root is None:
             return []
-        folder = self._wal_root / shard / WAL_DIR
-        try:
-            names = sorted(os.listdir(folder))
-        except FileNotFoundError:
-            return []
-        heads = []
-        for name in names:
-            period = name[:-len(WAL_SUFFIX)]
-            if not name.endswith(WAL_SUFFIX) or not RAW.is_period(period):
-                continue
-            head = Head(period)
-            try:
-                for record in WalScan(folder / name):
-                    head.apply(record)
-            except FileNotFoundError:
-                continue  # sealed meanwhile: the partition listing (taken next) has it
-            heads.append(head)
-        return heads
+        return self._open_hours.read(self._wal_root / shard / WAL_DIR)
 
     # ---- query ------------------------------------------------------------------------
 
@@ -240,7 +222,7 @@ class StoreReader:
         except FileNotFoundError as exc:
             raise Vanished(str(exc)) from exc
         for shard, _tier, _period, source in plan:
-            if isinstance(source, Head):
+            if isinstance(source, OpenHour):
                 src: Source = MemoryTable(table, source.table(table))
             else:
                 assert isinstance(source, str)

@@ -26,6 +26,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -33,7 +34,8 @@ from aggregator.store.backend import fsync_dir
 from aggregator.store.errors import CorruptStoreError
 from aggregator.store.layout import TABLES, validate_column_name
 
-__all__ = ["WalRecord", "WalScan", "WalTable", "WalWriter", "decode_record", "encode_record"]
+__all__ = ["WalPosition", "WalRecord", "WalScan", "WalTable", "WalWriter", "decode_record",
+           "encode_record"]
 
 MAGIC = b"KTWAL01\n"
 _FRAME = struct.Struct("<II")
@@ -119,6 +121,21 @@ def decode_record(payload: bytes) -> WalRecord:
         raise CorruptStoreError(f"WAL record does not decode: {exc}") from None
 
 
+@dataclass(frozen=True)
+class WalPosition:
+    """Where a scan stopped, and what lets a later scan check it is the same log.
+
+    ``good`` is the offset after the last complete record; ``first`` and ``last`` are the
+    CRCs of the first and of the last complete record's frames, ``last_at`` where that
+    last frame starts.
+    """
+
+    good: int
+    first: int
+    last: int
+    last_at: int
+
+
 class WalScan:
     """The complete records of one WAL file, read and decoded one at a time.
 
@@ -128,12 +145,27 @@ class WalScan:
     last complete record and :attr:`size` the file size. Iteration stops at the first
     torn or corrupt frame (a crash mid-append): what follows was never acknowledged.
     FileNotFoundError propagates from the start of iteration: the hour was sealed.
+
+    ``resume`` (a previous scan's :meth:`position`) continues after the records already
+    read, when the file still has that first and that last frame where they were (a log
+    only grows); otherwise the scan starts over and sets :attr:`restarted`, so the caller
+    can drop what it built from the other file.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, resume: WalPosition | None = None) -> None:
         self.path = path
+        self.resume = resume
         self.good = len(MAGIC)
         self.size = 0
+        self.restarted = False
+        self._first = self._last = 0
+        self._last_at = -1
+
+    def position(self) -> WalPosition | None:
+        """Where this scan stopped; None when it read no record."""
+        if self._last_at < 0:
+            return None
+        return WalPosition(self.good, self._first, self._last, self._last_at)
 
     def __iter__(self) -> Iterator[WalRecord]:
         with open(self.path, "rb") as f:
@@ -141,6 +173,14 @@ class WalScan:
             if f.read(len(MAGIC)) != MAGIC:
                 raise CorruptStoreError(f"{self.path}: not a kubetally WAL (bad magic)")
             pos = len(MAGIC)
+            if self.resume is not None:
+                if self._same_log(f, self.resume):
+                    pos = self.good = self.resume.good
+                    self._first, self._last = self.resume.first, self.resume.last
+                    self._last_at = self.resume.last_at
+                else:
+                    self.restarted = True
+            f.seek(pos)
             while pos + _FRAME.size <= self.size:
                 frame = f.read(_FRAME.size)
                 if len(frame) != _FRAME.size:  # cut meanwhile (a torn tail dropped)
@@ -153,9 +193,23 @@ class WalScan:
                     break
                 record = decode_record(payload)
                 del payload
+                if self._last_at < 0:
+                    self._first = crc
+                self._last, self._last_at = crc, pos
                 pos += _FRAME.size + length
                 self.good = pos
                 yield record
+
+    def _same_log(self, f: BinaryIO, at: WalPosition) -> bool:
+        """The file still holds the frames a previous scan ended with, where they were."""
+        if self.size < at.good:
+            return False
+        for offset, crc in ((len(MAGIC), at.first), (at.last_at, at.last)):
+            f.seek(offset)
+            frame = f.read(_FRAME.size)
+            if len(frame) != _FRAME.size or _FRAME.unpack(frame)[1] != crc:
+                return False
+        return True
 
 
 class WalWriter:
