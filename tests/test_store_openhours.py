@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,12 @@ import pytest
 from storefakes import ts
 
 from aggregator.store import Store, StoreReader
+from aggregator.store.errors import CorruptStoreError
+from aggregator.store.head import Head
+from aggregator.store.model import Block
+from aggregator.store.openhours import OpenHours
 from aggregator.store.synthetic import SimCluster
+from aggregator.store.wal import WalRecord, WalScan
 
 T = ts("2024-05-10T10:00")
 
@@ -75,3 +81,69 @@ def test_another_file_at_the_same_path_is_replayed_from_its_start(tmp_path: Path
     shutil.copy(next((short_run / "shard-0-of-1" / "wal").glob("*.wal")), wal)
     _same(_answer(reader), _answer(StoreReader(long_run)))
     assert len(next(iter(reader.heads().values()))) == other
+
+
+class _FailOnce(Head):
+    """A head whose fifth apply fails once, as a transient error (EIO, no memory) would."""
+
+    calls = 0
+
+    def apply(self, record: WalRecord) -> None:
+        _FailOnce.calls += 1
+        if _FailOnce.calls == 5:
+            raise OSError(5, "Input/output error")
+        super().apply(record)
+
+
+def _growing(store: Store, sim: SimCluster, k: int) -> None:
+    """Interval ``k`` of the first 5 + 3k containers: new series in every record."""
+    start = T + 60 * k
+    cont, nodes = sim.blocks(start, start + 60)
+    n = 5 + 3 * k
+    store.append(start, start + 60,
+                 Block({c: v[:n] for c, v in cont.identity.items()},
+                       {m: v[:n] for m, v in cont.measures.items()}), nodes)
+
+
+def test_a_failed_catch_up_leaves_no_half_applied_hour(tmp_path: Path) -> None:
+    """Re-applying a record that defines series would break every later read of the hour."""
+    sim = SimCluster(40, seed=9)
+    hours = OpenHours(head_type=_FailOnce)
+    folder = tmp_path / "shard-0-of-1" / "wal"
+    with Store(tmp_path) as store:
+        for k in range(3):
+            _growing(store, sim, k)
+        assert [len(h) for h in hours.read(folder)] == [3]
+        for k in range(3, 8):
+            _growing(store, sim, k)
+        with pytest.raises(OSError):
+            hours.read(folder)
+        (hour,) = hours.read(folder)
+    (fresh,) = OpenHours().read(folder)
+    assert len(hour) == len(fresh) == 8
+    for name in ("containers", "nodes"):
+        a, b = hour.table(name), fresh.table(name)
+        assert a.identity.keys() == b.identity.keys()
+        for m in a.measures:
+            np.testing.assert_array_equal(a.measures[m], b.measures[m])
+
+
+def test_a_record_that_fails_to_apply_changes_nothing(tmp_path: Path) -> None:
+    """Head.apply is all or nothing: checked and compressed before the head changes."""
+    sim = SimCluster(40, seed=10)
+    with Store(tmp_path) as store:
+        for k in range(2):
+            _growing(store, sim, k)
+    first, second = list(WalScan(next((tmp_path / "shard-0-of-1" / "wal").glob("*.wal"))))
+    head = Head("2024-05-10T10")
+    head.apply(first)
+    before = head.series["containers"].count
+    bad_ids = second.tables["containers"].ids.copy()
+    bad_ids[0] = 10_000
+    bad = replace(second, tables={**second.tables, "containers": replace(
+        second.tables["containers"], ids=bad_ids)})
+    with pytest.raises(CorruptStoreError):
+        head.apply(bad)
+    assert head.series["containers"].count == before and len(head) == 1
+    head.apply(second)  # had the failed apply defined its new series, this would raise
+    assert len(head) == 2 and head.series["containers"].count == 8

@@ -103,25 +103,43 @@ class _TableSeries:
         self.index: dict[str, int] = {}
         self.chunks: list[dict[str, np.ndarray]] = []  # in id order
         self.count = 0
+        self._columns: tuple[int, dict[str, np.ndarray]] | None = None
 
     def ids_of(self, keys: np.ndarray) -> np.ndarray:
         """Ids of a block's rows by their series keys, -1 for series not seen this hour."""
         return np.fromiter(map(self.index.get, keys, repeat(-1)), np.int64, len(keys))
 
-    def add(self, first: int, columns: dict[str, np.ndarray]) -> None:
-        """Define series ``first…`` from their identity columns (from a WAL record)."""
+    def new_keys(self, first: int, columns: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The keys of series ``first…`` a WAL record defines (checked; nothing changes)."""
         if first != self.count:
             raise CorruptStoreError(f"{self.table}: WAL defines series {first}, "
                                     f"expected {self.count}")
-        if not columns:
+        return series_keys(self.table, columns) if columns else None
+
+    def add(self, keys: np.ndarray | None, columns: dict[str, np.ndarray]) -> None:
+        """Define the series of :meth:`new_keys` from their identity columns."""
+        if keys is None:
             return
-        keys = series_keys(self.table, columns)
-        self.index.update(zip(keys.tolist(), range(first, first + len(keys)), strict=True))
+        self.index.update(zip(keys.tolist(), range(self.count, self.count + len(keys)),
+                              strict=True))
         self.chunks.append(columns)
         self.count += len(keys)
 
     def columns(self) -> dict[str, np.ndarray]:
-        """Identity and label columns of every series, "" for labels a chunk lacked."""
+        """Identity and label columns of every series, "" for labels a chunk lacked.
+
+        Built once per series count (a reader following the open hour asks at every
+        query); the arrays are shared, so they are read-only.
+        """
+        if self._columns is not None and self._columns[0] == self.count:
+            return self._columns[1]
+        out = self._build_columns()
+        for v in out.values():
+            v.flags.writeable = False
+        self._columns = (self.count, out)
+        return out
+
+    def _build_columns(self) -> dict[str, np.ndarray]:
         spec = TABLES[self.table]
         names = list(spec.identity) + sorted(
             {c for ch in self.chunks for c in ch} - set(spec.identity))
@@ -213,17 +231,28 @@ class Head:
         return WalRecord(start, end, out)
 
     def apply(self, record: WalRecord) -> None:
-        """Add a durable record (just appended, or replayed from the WAL)."""
+        """Add a durable record (just appended, or replayed from the WAL).
+
+        All or nothing: the record is checked and compressed before the head changes, so
+        a failure (a corrupt record, no memory for the compression) leaves it as it was.
+        """
         if not self.start <= record.start < self.end:
             raise CorruptStoreError(f"WAL of {self.period} holds interval {record.start}")
+        staged = []
         for name, t in record.tables.items():
             series = self.series[name]
-            series.add(t.first_new, t.new_series)
-            if len(t.ids) and (t.ids.min() < 0 or t.ids.max() >= series.count):
+            keys = series.new_keys(t.first_new, t.new_series)
+            known = series.count + (0 if keys is None else len(keys))
+            if len(t.ids) and (t.ids.min() < 0 or t.ids.max() >= known):
                 raise CorruptStoreError(f"{self.period}: record refers to unknown series")
+            staged.append((series, keys, t.new_series))
+        rows = None
         if record.start not in self.rows:  # a replayed duplicate only defines series
-            self.rows[record.start] = (record.end, {
-                name: _Row.pack(t.ids, t.measures) for name, t in record.tables.items()})
+            rows = {name: _Row.pack(t.ids, t.measures) for name, t in record.tables.items()}
+        for series, keys, columns in staged:
+            series.add(keys, columns)
+        if rows is not None:
+            self.rows[record.start] = (record.end, rows)
 
     def table(self, name: str) -> TableData:
         """The table over the intervals held, as a partition would store it.

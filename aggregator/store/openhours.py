@@ -53,7 +53,8 @@ class _Replay:
 class OpenHours:
     """The replayed WALs of one reader, by file."""
 
-    def __init__(self) -> None:
+    def __init__(self, head_type: type[Head] = Head) -> None:
+        self._head_type = head_type  # a seam for tests
         self._lock = threading.Lock()
         self._replays: dict[Path, _Replay] = {}
 
@@ -78,18 +79,21 @@ class OpenHours:
     def _catch_up(self, path: Path) -> OpenHour | None:
         """Apply the records appended since the last read (caller holds the lock)."""
         period = path.name[:-len(WAL_SUFFIX)]
-        replay = self._replays.get(path) or _Replay(Head(period))
+        replay = self._replays.get(path) or _Replay(self._head_type(period))
         scan = WalScan(path, replay.position)
         records = iter(scan)
         try:
             first = next(records, None)  # opens the file and checks it is the one followed
             if scan.restarted:  # another file at this path: from its start
-                replay = _Replay(Head(period))
+                replay = _Replay(self._head_type(period))
             for record in chain([] if first is None else [first], records):
                 replay.head.apply(record)
         except FileNotFoundError:
             self._replays.pop(path, None)
             return None  # sealed meanwhile: the partition listing (taken next) has it
+        except BaseException:
+            self._replays.pop(path, None)  # a half-applied replay is dropped: anew next time
+            raise
         replay.position = scan.position() or replay.position
         self._replays[path] = replay
         head = replay.head
