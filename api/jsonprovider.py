@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
 from flask.json.provider import JSONProvider
 
@@ -18,12 +19,11 @@ __all__ = ["OrjsonProvider"]
 
 
 class OrjsonProvider(JSONProvider):
-    """``app.json`` for the API: dumps/loads with orjson, numpy scalars and arrays too."""
+    """``app.json`` for the API: dumps/loads with orjson; numpy arrays and scalars too."""
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         """Serialize ``obj``; keyword arguments of the stdlib interface are not supported."""
-        return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY,
-                            default=self._default).decode()
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS, default=self._default).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         """Parse JSON text."""
@@ -31,4 +31,8 @@ class OrjsonProvider(JSONProvider):
 
     @staticmethod
     def _default(obj: Any) -> Any:
+        # numpy (arrays of any layout or byte order, scalars) as plain lists and numbers:
+        # orjson's own numpy option refuses views and non-native byte orders
+        if isinstance(obj, np.ndarray | np.generic):
+            return obj.tolist()
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")

@@ -80,6 +80,11 @@ def _render(parts: list[bytes], node: int) -> bytes:
                     for k, p in enumerate(parts))
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # listen() backlog: the aggregator opens 32 connections at once
+
+
 def _serve(pods: int, rounds: int, conn: Connection) -> None:
     templates, containers = _templates(pods, rounds)
     state = {"round": 0}
@@ -110,9 +115,7 @@ def _serve(pods: int, rounds: int, conn: Connection) -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 256
+    server = _Server(("127.0.0.1", 0), Handler)
     conn.send((server.server_address[1], containers, len(_render(templates[0], 0))))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     conn.recv()  # any message (or the parent's death: EOFError) stops the server

@@ -128,6 +128,7 @@ class CachedTable:
             grouped = self.grouped(group_by)
             for m, v in _fold(self.per_step(missing, rows, by_step), grouped.by_series,
                               missing).items():
+                v = v.copy()  # a view would keep the whole stack alive behind its entry
                 self._cache.put(keys[m], v)
                 out[m] = v
         return out  # type: ignore[return-value]
