@@ -67,7 +67,8 @@ def _decimal(v: np.ndarray) -> np.ndarray:
     Seventeen significant digits always parse back to the very same float64. They come
     from ``rint(|v|·10^(16-e))`` in x87 extended precision (64-bit mantissa): its error,
     ~1e-19 relative, is far below the half unit in the 17th digit, so the decimal
-    stays within half an ulp of ``v`` — which the caller checks by parsing a sample back.
+    stays within half an ulp of ``v`` — which :func:`write_family` checks by parsing the
+    first values of every family back (where ``longdouble`` is only float64 it would not).
     """
     a = np.abs(v).astype(np.longdouble)
     nz = v != 0
@@ -88,6 +89,14 @@ def _decimal(v: np.ndarray) -> np.ndarray:
     out[..., 20] = np.where(e < 0, ord("-"), ord("+"))
     out[..., 21:23] = _digits(np.abs(e), 2)
     return out
+
+
+def _check_round_trip(digits: np.ndarray, values: np.ndarray, metric: str) -> None:
+    """Raise unless the decimals written parse back to exactly ``values``."""
+    back = np.array([float(bytes(d)) for d in digits.reshape(-1, digits.shape[-1])])
+    if not np.array_equal(back, values.reshape(-1)):
+        raise AssertionError(f"{metric}: 17-digit decimals do not round-trip on this machine "
+                             f"(np.longdouble has {np.finfo(np.longdouble).nmant} bits)")
 
 
 def write_family(out: BinaryIO, metric: str, prefixes: list[bytes], times: np.ndarray,
@@ -115,7 +124,10 @@ def write_family(out: BinaryIO, metric: str, prefixes: list[bytes], times: np.nd
             w = length + 23 + stamps.shape[1]
             lines = np.empty((len(idx), v.shape[1], w), np.uint8)
             lines[..., :length] = pre.reshape(len(idx), 1, length)
-            lines[..., length:length + 23] = _decimal(np.nan_to_num(v[idx]))
+            digits = _decimal(np.nan_to_num(v[idx]))
+            if i == 0:  # Prometheus must get the very bits kubetally keeps: parse some back
+                _check_round_trip(digits[:, :8], np.nan_to_num(v[idx][:, :8]), metric)
+            lines[..., length:length + 23] = digits
             lines[..., length + 23:] = stamps
             keep = present[idx]
             out.write((lines if keep.all() else lines[keep]).tobytes())

@@ -113,6 +113,7 @@ def measure(port: int, nodes: int, steady: int) -> dict[str, object]:
         store.close()
     mid = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     return {"nodes": nodes, "containers": cold["containers"], "cold_cpu": cold["cpu"],
+            "cold_wall": cold["wall"],
             "steady": mid, "seal_cpu": seal["cpu"], "seal_wall": seal["wall"],
             "rss_steady_mib": rss_steady, "rss_full_hour_mib": rss_full,
             "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -168,10 +169,16 @@ def table(results: list[dict], pods: int, payload: int, command: str, image: str
         f"{st['cpu'] - st['scrape_cpu']:.2f} s in the rest; stage wall times: scrape "
         f"{st['scrape']:.2f} s, parse + ingest {st['parse']:.2f} s, cost {st['cost']:.2f} s, "
         f"store {st['store']:.2f} s.", "",
-        f"**Worst interval at {top['nodes']:,} nodes: {worst:.1f} CPU s** (target < "
-        f"{TARGET_CPU_S:g}: {'met' if worst < TARGET_CPU_S else 'missed'}); **peak "
-        f"{peak:.2f} GiB** (target < {TARGET_GIB:g}: "
-        f"{'met' if peak < TARGET_GIB else 'missed'}).", "",
+        f"**Worst steady-state interval at {top['nodes']:,} nodes (the one that seals an "
+        f"hour included): {worst:.1f} CPU s** (target < {TARGET_CPU_S:g}: "
+        f"{'met' if worst < TARGET_CPU_S else 'missed'}); **peak {peak:.2f} GiB** (target < "
+        f"{TARGET_GIB:g}: {'met' if peak < TARGET_GIB else 'missed'}). The first interval "
+        f"after a start, when every series is new to the parser, takes {top['cold_cpu']:.1f} "
+        f"CPU s ({top['cold_wall']:.1f} s wall) at this size: "
+        + ("within the target." if top["cold_cpu"] < TARGET_CPU_S else
+           f"{top['cold_cpu'] / TARGET_CPU_S:.1f}× the target, once per restart"
+           + (" and still inside its 60 s interval." if top["cold_wall"] < 60 else
+              ", longer than the 60 s interval itself.")), "",
         f"![CPU and memory against nodes]({image})", "",
         f"Command: `{command}`."])
 
@@ -195,7 +202,9 @@ def main() -> None:
     with Fleet(args.pods, steady + 2) as fleet:
         for n in sizes:
             out = subprocess.run([sys.executable, __file__, "--child", str(fleet.port), str(n),
-                                  str(steady)], check=True, capture_output=True, text=True)
+                                  str(steady)], capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"{n} nodes failed:\n{out.stderr[-4000:]}")
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             r = results[-1]
             print(f"{n:>5} nodes: {r['containers']:,} containers, cold {r['cold_cpu']:.2f} s, "

@@ -42,15 +42,9 @@ def test_quick_benchmark_reports_against_its_anchor(script: str, tmp_path: Path)
         body = text[text.index(start):text.index(end)]
         assert phrase in body, f"{section} section does not mention {phrase!r}"
         assert "| " in body and "Command: `" in body, "each section has a table and command"
-
-
-def test_scale_bench_draws_its_plot(tmp_path: Path) -> None:
-    doc = tmp_path / "benchmarks.md"
-    subprocess.run([sys.executable, str(ROOT / "bench" / "scale_bench.py"), "--quick",
-                    "--write", str(doc)], cwd=tmp_path, check=True, capture_output=True)
-    png = tmp_path / "img" / "scale.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "](img/scale.png)" in doc.read_text()
+    if script == "scale_bench.py":  # and the plot of its curves, linked from the doc
+        assert (tmp_path / "img" / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "](img/scale.png)" in text
 
 
 def test_make_bench_runs_every_benchmark() -> None:
