@@ -28,7 +28,7 @@ lint: $(STAMP)
 test: $(STAMP) tools lint
 	$(BIN)/pytest -q
 
-## Every benchmark against its anchor, in one run; rewrites docs/benchmarks.md (about an hour).
+## Every benchmark against its anchor, in one run; rewrites docs/benchmarks.md (about 40 min).
 bench: $(STAMP) tools
 	$(BIN)/python bench/exporter_bench.py --write docs/benchmarks.md
 	$(BIN)/python bench/parse_bench.py --write docs/benchmarks.md

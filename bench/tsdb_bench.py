@@ -282,7 +282,7 @@ def query_section(n: int, days: int, hdays: int, week: dict[str, float],
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--containers", type=int, default=1_000,
-                        help="10,000 is the issue's size: about 2 h of promtool here")
+                        help="10,000 is the issue's size: about an hour of promtool here")
     parser.add_argument("--days", type=int, default=7, help="days at 60 s (the week)")
     parser.add_argument("--hourly-days", type=int, default=30, help="days of the 1 h variant")
     parser.add_argument("--repeats", type=int, default=7)
