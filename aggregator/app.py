@@ -6,6 +6,7 @@ already layered, so tests and the demo assemble the same thing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ from aggregator.targets import (
 )
 
 __all__ = ["Running", "build_aggregator"]
+
+log = logging.getLogger(__name__)
 
 DAY = 86400
 
@@ -60,9 +63,11 @@ class Running:
     registry: CollectorRegistry
     kube: KubeTargets | None
 
-    def close(self) -> None:
-        """Stop the loop, the watch and release the store and HTTP pools."""
-        self.aggregator.stop()
+    def close(self, wait: float = 30.0) -> None:
+        """Stop the loop (letting the interval in progress finish, up to ``wait`` seconds),
+        the watch, and release the store and HTTP pools."""
+        if not self.aggregator.stop(wait):
+            log.warning("closing the store with an interval still in progress: it is lost")
         if self.kube is not None:
             self.kube.stop()
         self.aggregator.scraper.close()

@@ -58,6 +58,8 @@ class Aggregator:
         self.metrics, self.clock = metrics, clock
         self.ingest = Ingest(cluster)
         self._stop = threading.Event()
+        self._idle = threading.Event()  # set while run() is not stepping
+        self._idle.set()
         self._ticker: Ticker | None = None
 
     def step(self, start: int, end: int, *, at: float | None = None) -> StepReport:
@@ -109,21 +111,30 @@ class Aggregator:
 
     def run(self, interval: int) -> None:
         """Step at every wall-clock boundary until :meth:`stop`."""
-        ticker = Ticker(interval, clock=self.clock)
-        self._ticker = ticker
-        for start, end in ticker:
-            if self._stop.is_set():
-                break
-            report = self.step(int(start), int(end))
-            log.info("interval %d: %d/%d targets, %d containers, $%.4f", report.start,
-                     report.targets - len(report.failed), report.targets, report.containers,
-                     report.total_cost)
+        self._idle.clear()
+        try:
+            ticker = Ticker(interval, clock=self.clock)
+            self._ticker = ticker
+            for start, end in ticker:
+                if self._stop.is_set():
+                    break
+                report = self.step(int(start), int(end))
+                log.info("interval %d: %d/%d targets, %d containers, $%.4f", report.start,
+                         report.targets - len(report.failed), report.targets,
+                         report.containers, report.total_cost)
+        finally:
+            self._idle.set()
 
-    def stop(self) -> None:
-        """End :meth:`run` at its next wake-up."""
+    def stop(self, wait: float = 0.0) -> bool:
+        """End :meth:`run` at its next wake-up; True once no interval is in progress.
+
+        With ``wait``, give the interval in progress up to that many seconds to finish:
+        the caller closes the store next, and an interval cut off by that is lost.
+        """
         self._stop.set()
         if self._ticker is not None:
             self._ticker.stop()
+        return self._idle.wait(wait) if wait > 0 else self._idle.is_set()
 
 
 def blocks(frame: IntervalFrame, priced: cost.IntervalCost) -> tuple[Block, Block]:

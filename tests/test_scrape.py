@@ -427,3 +427,31 @@ def test_promtool_finds_nothing_to_lint(scraper, exporters, misc, dead):
     check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
                            check=False, timeout=30)
     assert check.returncode == 0 and check.stdout == check.stderr == b"", check
+
+
+def test_stopping_lets_the_interval_in_progress_reach_the_store(tmp_path):
+    """Shutdown closes the store right after stop(): an interval cut off there is lost."""
+    from aggregator.pricebook import load_price_book
+    from aggregator.service import Aggregator
+    from aggregator.store import Store
+    from aggregator.targets import StaticTargets
+
+    in_step = threading.Event()
+
+    class SlowScraper(Scraper):
+        def scrape(self, targets):
+            in_step.set()
+            time.sleep(0.5)
+            return super().scrape(targets)
+
+    agg = Aggregator(StaticTargets([]), SlowScraper(timeout=1.0), Store(tmp_path),
+                     load_price_book(None, environ={}), AggregatorMetrics(CollectorRegistry()))
+    loop = threading.Thread(target=agg.run, args=(1,))
+    loop.start()
+    assert in_step.wait(5)
+    assert agg.stop(wait=10)  # returns once the step has stored its interval
+    agg.store.close()
+    loop.join(5)
+    assert not loop.is_alive()
+    assert Store(tmp_path).last_start() is not None
+    assert agg.stop() is True
