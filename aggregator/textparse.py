@@ -107,9 +107,15 @@ class SeriesTable:
         # interned, 1.0 MB now).
         shared = self._pairs
         name = _intern(name)
-        key: _Identity = (name, *sorted(shared.setdefault(kv, kv) for kv in (
-            (_intern(k), _intern(v)) for k, v in (
-                labels.items() if isinstance(labels, Mapping) else labels))))
+        pairs = []
+        for kv in (labels.items() if isinstance(labels, Mapping) else labels):
+            pair = shared.get(kv)  # a repeat (most pairs): no string interned again
+            if pair is None:
+                pair = (_intern(kv[0]), _intern(kv[1]))
+                shared[pair] = pair
+            pairs.append(pair)
+        pairs.sort()
+        key: _Identity = (name, *pairs)
         i = self._canon.get(key)
         if i is None:
             i = self._canon[key] = len(self._names)
