@@ -1,14 +1,13 @@
 """Shaping numbers and responses: the one place NaN and infinities become ``null``.
 
-Flask's JSON encoder would write NaN as a bare ``NaN`` token, which is not JSON; every
-number therefore passes through :func:`number` on its way out.
+A bare ``NaN`` token is not JSON: every array of numbers goes out through
+:func:`numbers` (None where not finite), whatever encoder the app uses.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,19 +16,13 @@ from flask import Response, jsonify
 
 from api.windows import rfc3339
 
-__all__ = ["csv_response", "number", "numbers", "ok", "step_fields"]
-
-
-def number(x: float) -> float | None:
-    """``x`` as a JSON-safe float: None for NaN and ±inf."""
-    f = float(x)
-    return f if math.isfinite(f) else None
+__all__ = ["csv_response", "numbers", "ok", "step_fields"]
 
 
 def numbers(values: np.ndarray) -> list[Any]:
     """A 1-d or 2-d float array as (nested) lists of JSON-safe floats, None for NaN/inf.
 
-    One ``tolist`` for a whole array, not one :func:`number` per value: a 30-day hourly
+    One ``tolist`` for a whole array, not one conversion per value: a 30-day hourly
     allocation answer has 260,000 values.
     """
     out: list[Any] = np.asarray(values, dtype=np.float64).tolist()

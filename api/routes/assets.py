@@ -14,7 +14,7 @@ from flask import Blueprint, Response, request
 from aggregator.frame import NODE_IDENTITY
 from api.filters import compile_filter
 from api.params import ASSETS, parse_args
-from api.render import number, ok, step_fields
+from api.render import numbers, ok, step_fields
 from api.state import state
 from api.windows import step_seconds
 
@@ -60,7 +60,7 @@ def assets() -> Response:
         if start >= end:
             continue
         base = step_fields(start, end)
-        rows = {k: a[s].tolist() for k, a in fields.items()}
+        rows = {k: numbers(a[s]) for k, a in fields.items()}
         items: dict[str, dict[str, Any]] = {}
         for g in np.flatnonzero(present[s]):
             cluster = keys["cluster"][g] or st.config.cluster
@@ -73,6 +73,6 @@ def assets() -> Response:
                           "instanceType": props["instanceType"],
                           "capacityType": props["capacityType"], "provider": props["provider"],
                           "region": props["region"], **base,
-                          **{k: number(rows[k][g]) for k in fields}}
+                          **{k: rows[k][g] for k in fields}}
         data.append(items)
     return ok(data)

@@ -22,7 +22,7 @@ from flask import Blueprint, Response, request
 from aggregator.store.reader import Where
 from api.errors import BadParameter
 from api.params import USAGE, parse_args
-from api.render import number, ok, step_fields
+from api.render import numbers, ok, step_fields
 from api.state import state
 from api.windows import step_seconds
 
@@ -104,11 +104,11 @@ def usage() -> Response:
         "gpuHours": v["gpu_hours"], "cpuCost": v["cpu_cost"], "ramCost": v["ram_cost"],
         "gpuCost": v["gpu_cost"], "totalCost": v["cpu_cost"] + v["ram_cost"] + v["gpu_cost"],
     }
-    rows = {k: np.where(known, a, np.nan).tolist() for k, a in fields.items()}
+    rows = {k: numbers(np.where(known, a, np.nan)) for k, a in fields.items()}
     series: list[dict[str, Any]] = []
     for s in np.flatnonzero(starts < ends):
         item = step_fields(int(starts[s]), int(ends[s]))
         item["coverageMinutes"] = float(res.coverage[s])
-        item.update({k: number(rows[k][s]) for k in SERIES_FIELDS})
+        item.update({k: rows[k][s] for k in SERIES_FIELDS})
         series.append(item)
     return ok({"name": name, "step": step, "series": series})
