@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import write_section
 
+from exporter.contract import KUBE_CACHED_PODS
 from exporter.simulate.node import SimulatedNode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ def main() -> None:
         try:
             ours_url = f"http://127.0.0.1:{ours_port}/metrics"
             theirs_url = f"http://127.0.0.1:{theirs_port}/metrics"
-            wait_until(lambda: f"kubetally_exporter_kube_cached_pods {float(args.pods)}"
+            wait_until(lambda: f"{KUBE_CACHED_PODS.name} {float(args.pods)}"
                        in fetch(ours_url).decode())
             wait_until(lambda: bool(fetch(theirs_url)))
             urls = {"kubetally exporter": ours_url, "node_exporter": theirs_url}

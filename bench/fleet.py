@@ -36,6 +36,7 @@ def _templates(pods: int, rounds: int) -> tuple[list[list[bytes]], int]:
     """
     from exporter.app import build_exporter
     from exporter.config import ExporterConfig
+    from exporter.contract import CONTAINER_CPU_USAGE
     from exporter.kube import api_client_from
     from exporter.simulate.node import SimulatedNode
 
@@ -62,7 +63,7 @@ def _templates(pods: int, rounds: int) -> tuple[list[list[bytes]], int]:
                               else b"U"]
                     last = m.end()
                 out.append([*parts, body[last:]])
-            containers = body.count(b"\nkubetally_container_cpu_usage_seconds_total{")
+            containers = body.count(b"\n" + CONTAINER_CPU_USAGE.name.encode() + b"{")
         finally:
             exporter.stop()
     return out, containers
